@@ -1,0 +1,52 @@
+# One-command entry points. Nothing needs activating first: every recipe puts the
+# environment's bin/ on PATH itself (DVC stages call `papermill` by name).
+#   make repro   environment + data snapshot + `dvc repro` (default profile)
+#   make test    environment + data snapshot + the test suite
+#   make smoke   the whole pipeline on tiny settings, in a temporary copy of the repo
+# An already active virtualenv or conda env is used as it is; otherwise .venv is made.
+
+PYTHON ?= python3
+ifdef VIRTUAL_ENV
+  ENV_DIR := $(VIRTUAL_ENV)
+else ifdef CONDA_PREFIX
+  ENV_DIR := $(CONDA_PREFIX)
+else
+  ENV_DIR := $(CURDIR)/.venv
+endif
+BIN := $(ENV_DIR)/bin
+export PATH := $(BIN):$(PATH)
+STAMP := $(ENV_DIR)/.pxby-installed
+PYTEST_ARGS ?=
+SMOKE_DIR ?=
+
+.PHONY: env data repro paper test lint smoke
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(ENV_DIR)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+# Restore data/ from the DVC remote (an in-repository store: works offline).
+data: env
+	$(BIN)/dvc pull -q data.dvc
+
+repro: data
+	$(BIN)/python -m pxby_lib.params params.yaml
+	$(BIN)/dvc repro
+
+# The paper's schedule (spec section 9) as a DVC experiment; GPU recommended.
+paper: data
+	$(BIN)/dvc exp run -S train.epochs=200 -S train.stride=32 -S train.eval_every=5 -S evaluate.max_items=0
+
+# pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
+test: data
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is missing" >&2; fi; exit $$rc
+
+lint: env
+	$(BIN)/ruff check pxby_lib tests benchmarks
+
+smoke: data
+	SMOKE_DIR="$(SMOKE_DIR)" bash scripts/smoke.sh

@@ -1,0 +1,89 @@
+"""Checkpoints: safe to open, self-describing, written atomically.
+
+A checkpoint is a plain dict saved with `torch.save` and read back with
+`torch.load(weights_only=True)`, so opening one never unpickles arbitrary objects.
+It holds only tensors, numbers, strings, lists and dicts:
+
+    format        "pxby-checkpoint/1"
+    model_config  ModelConfig.to_dict()        (rebuilds the architecture)
+    model_state   model.state_dict()
+    optimizer     optimizer.state_dict()       (resume)
+    rng           {"torch": ByteTensor, "shuffle": ByteTensor}   (resume)
+    epoch         last completed epoch
+    train_config  TrainConfig as a dict
+    history       the evaluation log rows so far (list of dicts)
+    best_test_loss, best_epoch
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT = "pxby-checkpoint/1"
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
+    """Write `payload` to `path` atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, **payload}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint without unpickling arbitrary objects (weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist: train the model first (dvc repro train@NAME)"
+        )
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated file, foreign pickle with code objects, ...
+        raise ValueError(
+            f"checkpoint {path} cannot be read safely ({type(exc).__name__}: {exc}); "
+            "delete it and retrain"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"checkpoint {path} is not a {FORMAT} file")
+    return payload
+
+
+def load_state_into(model: nn.Module, payload: dict[str, Any], source: str = "checkpoint") -> None:
+    """Load weights after checking that the checkpoint was made for this architecture."""
+    saved = payload["model_config"]
+    own = model.config.to_dict()
+    if saved != own:
+        diff = {k: (saved.get(k), own.get(k)) for k in sorted(set(saved) | set(own))
+                if saved.get(k) != own.get(k)}
+        raise ValueError(
+            f"{source} was trained for a different architecture; differing keys "
+            f"(checkpoint, model): {diff}. Build the model with build_model(checkpoint "
+            "config) or load_model(path)"
+        )
+    model.load_state_dict(payload["model_state"], strict=True)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model a checkpoint was trained as and load its weights (eval mode)."""
+    from .models import build_model
+
+    payload = read_checkpoint(path, map_location=device)
+    model = build_model(payload["model_config"])
+    load_state_into(model, payload, source=str(path))
+    model.to(device).eval()
+    meta = {k: v for k, v in payload.items() if k not in ("model_state", "optimizer", "rng")}
+    return model, meta

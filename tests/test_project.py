@@ -1,0 +1,132 @@
+"""The project's promises about itself: environment files agree, notebooks are clean and
+take exactly the parameters dvc.yaml injects, DVC is configured quietly, params validate."""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _pyproject_requirements() -> dict[str, str]:
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = meta["dependencies"] + meta["optional-dependencies"]["dev"]
+    return {Requirement(r).name.lower(): str(Requirement(r).specifier) for r in reqs}
+
+
+def _environment_requirements() -> tuple[dict[str, str], list[str]]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["channels"] == ["conda-forge"]
+    found, pip_lines = {}, []
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            pip_lines = dep["pip"]
+            continue
+        name, spec = re.match(r"^([A-Za-z0-9_.\-]+)(.*)$", dep.split("#")[0].strip()).groups()
+        found[name.lower()] = spec.strip().replace("=", "==", 1) if spec.startswith("=") and not spec.startswith("==") else spec.strip()
+    for line in pip_lines:
+        line = line.split("#")[0].strip()
+        if not line.startswith("-e"):
+            r = Requirement(line)
+            found[r.name.lower()] = str(r.specifier)
+    return found, pip_lines
+
+
+def test_environment_yml_matches_pyproject():
+    wanted = _pyproject_requirements()
+    found, pip_lines = _environment_requirements()
+    assert found.pop("python") == "==3.11"
+    found.pop("pip")
+    assert "nodejs" in found, "the data build needs npm"
+    found.pop("nodejs")
+    missing = sorted(set(wanted) - set(found))
+    extra = sorted(set(found) - set(wanted))
+    assert not missing and not extra, f"environment.yml vs pyproject: missing {missing}, extra {extra}"
+    for name, spec in wanted.items():
+        assert set(found[name].split(",")) == set(spec.split(",")), f"{name}: {found[name]!r} != {spec!r}"
+    assert any(line.strip().startswith("-e .") for line in pip_lines), "pip section must install this package"
+
+
+def test_torch_is_pinned_exactly():
+    assert _pyproject_requirements()["torch"] == "==2.13.0"
+
+
+def test_dvc_config_is_quiet():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / ".dvc" / "config")
+    assert cfg["core"]["analytics"] == "false"
+    assert cfg["core"]["check_update"] == "false"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_committed_without_outputs(path):
+    nb = json.loads(path.read_text())
+    dirty = [i for i, c in enumerate(nb["cells"]) if c.get("outputs") or c.get("execution_count")]
+    assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
+
+
+def _parameter_names(path: Path) -> set[str]:
+    nb = json.loads(path.read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"{path.name}: exactly one cell must be tagged 'parameters'"
+    src = "".join(cells[0]["source"])
+    return {t.id for node in ast.parse(src).body if isinstance(node, ast.Assign) for t in node.targets}
+
+
+def test_dvc_stages_inject_only_declared_notebook_parameters():
+    pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    stages = pipeline["stages"]
+    assert "-k python3" in pipeline["vars"][0]["nb"]
+    seen = set()
+    for name, stage in stages.items():
+        cmd = stage.get("do", stage)["cmd"]
+        nb = re.search(r"(notebooks/\S+\.ipynb)", cmd).group(1)
+        seen.add(nb)
+        declared = _parameter_names(ROOT / nb)
+        injected = set(re.findall(r"-p (\w+) ", cmd)) | set(re.findall(r'-y "(\w+):', cmd))
+        assert injected <= declared, f"stage {name}: {sorted(injected - declared)} not in {nb}'s parameters cell"
+        assert cmd.split("&&")[-1].strip().startswith("${nb}"), f"stage {name} must run papermill via ${{nb}}"
+    assert seen == {str(p.relative_to(ROOT)) for p in NOTEBOOKS}
+
+
+def test_params_files_are_valid_and_share_keys():
+    from pxby_lib.params import load_params
+
+    main = load_params(ROOT / "params.yaml")
+    smoke = load_params(ROOT / "profiles" / "smoke.yaml")
+    assert len(main["models"]) == 15
+    assert main["models"] == smoke["models"], "the smoke profile must train the same 15 models"
+    for section in ("data", "train", "evaluate"):
+        assert set(main[section]) == set(smoke[section])
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda p: p["models"]["rnn_bi_pxby_conv_d81_s64_l2"].update(family="gru"), "family"),
+    (lambda p: p["train"].update(epochs=-1), "train.epochs"),
+    (lambda p: p["train"].pop("stride"), "stride"),
+    (lambda p: p["train"].update(batch_size="32"), "train.batch_size"),
+    (lambda p: p["evaluate"].update(checkpoint="first"), "evaluate.checkpoint"),
+    (lambda p: p["data"].update(test_fraction=1.5), "data.test_fraction"),
+    (lambda p: p["models"]["att_pxby_conv_d81_l1"].update(depth=0), "depth"),
+])
+def test_bad_params_are_rejected_before_work(tmp_path, edit, message):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    edit(params)
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(params))
+    run = subprocess.run([sys.executable, "-m", "pxby_lib.params", str(bad)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 2
+    assert message in run.stderr, run.stderr
