@@ -80,6 +80,10 @@ def _save_figure(fig, path: Path) -> Path:
     return path
 
 
+def _num(value) -> float:
+    return np.nan if value is None else float(value)
+
+
 def _pm(mean: float, std: float) -> str:
     return "n/a" if mean is None or (isinstance(mean, float) and math.isnan(mean)) else f"{mean:.3f} ± {std:.3f}"
 
@@ -101,12 +105,13 @@ def collect(paths: ReportPaths, params: dict) -> pd.DataFrame:
         row["params"] = count_parameters(build_model(cfg))
         metrics_file = paths.metrics / f"{name}.json"
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else None
+        paper_stats = (metrics or {}).get("paper", {})
         for m in METRICS:
-            stats = (metrics or {}).get("paper", {}).get(m, {})
-            row[f"{m}_mean"], row[f"{m}_std"] = stats.get("mean", np.nan), stats.get("std", np.nan)
+            row[f"{m}_mean"] = _num(paper_stats.get(f"{m}_mean"))
+            row[f"{m}_std"] = _num(paper_stats.get(f"{m}_std"))
         held = (metrics or {}).get("heldout", {})
-        for m in ("centre_accuracy", "pixel_accuracy", "text_accuracy", "text_bleu"):
-            row[f"heldout_{m}"] = held.get(m, {}).get("mean", np.nan)
+        for m in ("centre_acc", "pixel_acc", "text_acc", "text_bleu"):
+            row[f"heldout_{m}"] = _num(held.get(f"{m}_mean"))
         row["n_chunks"] = (metrics or {}).get("paper", {}).get("n_chunks", 0)
         last = paths.models / name / "last.pt"
         if last.exists():
@@ -149,8 +154,9 @@ def write_table1(paths: ReportPaths, params: dict) -> pd.DataFrame:
            for m in METRICS},
         **{f"{m} (paper)": [_pm(a, b) for a, b in zip(df[f"paper_{m}_mean"], df[f"paper_{m}_std"], strict=True)]
            for m in METRICS},
-        "held-out centre acc": df.heldout_centre_accuracy.map(lambda v: f"{v:.3f}"),
-        "held-out pixel acc": df.heldout_pixel_accuracy.map(lambda v: f"{v:.3f}"),
+        "held-out centre acc": df.heldout_centre_acc.map(lambda v: f"{v:.3f}"),
+        "held-out pixel acc": df.heldout_pixel_acc.map(lambda v: f"{v:.3f}"),
+        "held-out text acc": df.heldout_text_acc.map(lambda v: f"{v:.3f}"),
         "held-out text BLEU": df.heldout_text_bleu.map(lambda v: f"{v:.3f}"),
     })
     context = _context(paths, params) if "data" in params else ""
@@ -224,27 +230,14 @@ def figure1_generation(paths: ReportPaths, reference_model: str, *, item: int = 
     """
     from .checkpoint import load_model
     from .data import load_dataset
-    from .generate import generate
-    from .render import render_comparison
+    from .evaluate import continuation_picture
     from .train import resolve_device
 
-    model, _ = load_model(paths.models / reference_model / "last.pt", device=resolve_device(device))
+    dev = resolve_device(device)
+    model, _ = load_model(paths.models / reference_model / "last.pt", device=dev)
     windows = load_dataset(paths.dataset).items[item]  # (L, 3, 3)
-    truth = windows[:, 1, 1].astype(np.int64)
-    seq, centres = [windows[:prompt_len]], list(truth[:prompt_len])
-    pos = prompt_len
-    while pos < len(truth):
-        n_new = min(gen_block, len(truth) - pos)
-        out = generate(model, np.concatenate(seq)[None], [centres], n_new, device=resolve_device(device))
-        seq.append(out.windows[0])
-        centres += out.ids[0].tolist()
-        pos += n_new
-        take = min(truth_block, len(truth) - pos)
-        if take > 0:
-            seq.append(windows[pos:pos + take])
-            centres += truth[pos:pos + take].tolist()
-            pos += take
-    picture = render_comparison(truth, np.asarray(centres))
+    picture = continuation_picture(model, windows, device=dev, prompt_len=prompt_len,
+                                   truth_block=truth_block, gen_block=gen_block)
     path = paths.figures / "figure1_generation.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(".figure1_generation.tmp.png")
