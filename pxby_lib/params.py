@@ -76,6 +76,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "max_items": Field(int, _nonneg, "an integer >= 0 (0 = every item, as the paper)"),
         "batch_size": Field(int, _pos, "a positive integer (chunks generated at once)"),
         "checkpoint": Field(str, lambda v: v in ("last", "best"), "'last' (paper) or 'best'"),
+        "sample_len": Field(int, _nonneg, "an integer >= 0 (positions of the sample item; 0 = all)"),
         "seed": Field(int, _nonneg, "an integer >= 0"),
     },
 }
