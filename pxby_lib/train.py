@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_state_into, read_checkpoint, save_checkpoint
 
+TIMING_COLUMNS = ("seconds", "windows_per_s")
 HISTORY_COLUMNS = [
     "epoch", "train_eval_loss", "train_accuracy", "train_f1",
     "test_loss", "test_accuracy", "test_f1", "train_loss", "seconds", "windows_per_s",
@@ -169,13 +170,17 @@ def train(model: nn.Module, train_samples, test_samples, cfg: TrainConfig, out_d
     slice_batches = math.ceil(n_test / cfg.batch_size)
     disable_bar = (not progress) if progress is not None else progress_disabled()
 
-    def snapshot(epoch: int) -> dict:
+    def snapshot(epoch: int, timings: bool = False) -> dict:
+        # last.pt / best.pt leave out wall-clock columns so that the same settings give
+        # byte-identical files; resume.pt keeps them to rebuild history.csv.
+        rows = history if timings else [{k: v for k, v in row.items() if k not in TIMING_COLUMNS}
+                                        for row in history]
         return {
             "model_config": model.config.to_dict(),
             "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "train_config": asdict(cfg),
             "epoch": epoch,
-            "history": history,
+            "history": rows,
             "best_test_loss": best_loss,
             "best_epoch": best_epoch,
         }
@@ -220,7 +225,7 @@ def train(model: nn.Module, train_samples, test_samples, cfg: TrainConfig, out_d
                 best_loss, best_epoch = test["loss"], epoch
                 save_checkpoint(snapshot(epoch), out / "best.pt")
             _atomic_csv(pd.DataFrame(history, columns=HISTORY_COLUMNS), out / "history.csv")
-        state = snapshot(epoch)
+        state = snapshot(epoch, timings=True)
         state["optimizer"] = optimizer.state_dict()
         state["rng"] = {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state()}
         state["data_signature"] = _signature(train_samples, test_samples)

@@ -51,6 +51,8 @@ def test_same_seed_gives_bit_identical_weights(tmp_path, samples):
     assert states_equal(m1.state_dict(), m2.state_dict())
     cols = [c for c in HISTORY_COLUMNS if c not in ("seconds", "windows_per_s")]
     assert h1[cols].equals(h2[cols])
+    for name in ("last.pt", "best.pt"):  # the files themselves, not only the tensors
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     cfg_other = TrainConfig(epochs=2, batch_size=4, eval_every=1, seed=4, device="cpu")
     m3, _ = run(tmp_path, samples, cfg_other, "c")
     assert not states_equal(m1.state_dict(), m3.state_dict())
