@@ -130,3 +130,21 @@ def test_bad_params_are_rejected_before_work(tmp_path, edit, message):
                          capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 2
     assert message in run.stderr, run.stderr
+
+
+def test_papermill_parameters_are_injected_as_literals_never_code():
+    """A parameter value (e.g. a path taken from data or a user) cannot run code in the
+    notebook: papermill writes it as a Python literal, which we parse back to check."""
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    nb = load_notebook_node(str(ROOT / "notebooks" / "01_prepare_data.ipynb"))
+    evil = 'data"; import os; os.system("touch /tmp/pwned"); x = "\n__import__("os")'
+    out = parameterize_notebook(nb, {"source": evil, "limit_items": 3}, kernel_name="python3",
+                                language="python")
+    injected = next(c for c in out.cells if "injected-parameters" in c.get("metadata", {}).get("tags", []))
+    tree = ast.parse(injected.source)
+    values = {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
+              if isinstance(node, ast.Assign)}
+    assert values == {"source": evil, "limit_items": 3}
+    assert all(isinstance(node, ast.Assign) for node in tree.body)
