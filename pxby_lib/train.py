@@ -173,8 +173,11 @@ def train(model: nn.Module, train_samples, test_samples, cfg: TrainConfig, out_d
     def snapshot(epoch: int, timings: bool = False) -> dict:
         # last.pt / best.pt leave out wall-clock columns so that the same settings give
         # byte-identical files; resume.pt keeps them to rebuild history.csv.
-        rows = history if timings else [{k: v for k, v in row.items() if k not in TIMING_COLUMNS}
-                                        for row in history]
+        # Rows rebuilt with the module's own key strings: pickle writes a string once and
+        # then refers to it, so rows restored from resume.pt (other string objects) would
+        # otherwise change the bytes of a resumed run's checkpoints.
+        keep = HISTORY_COLUMNS if timings else [c for c in HISTORY_COLUMNS if c not in TIMING_COLUMNS]
+        rows = [{k: row[k] for k in keep} for row in history]
         return {
             "model_config": model.config.to_dict(),
             "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},

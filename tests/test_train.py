@@ -72,6 +72,8 @@ def test_resume_equals_uninterrupted(tmp_path, samples):
     cols = [c for c in HISTORY_COLUMNS if c not in ("seconds", "windows_per_s")]
     assert h_full[cols].equals(h_res[cols])
     assert not (tmp_path / "resumed" / "resume.pt").exists()
+    for name in ("last.pt", "best.pt"):  # byte-identical files, not only equal tensors
+        assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes()
     a = read_checkpoint(tmp_path / "full" / "best.pt")
     b = read_checkpoint(tmp_path / "resumed" / "best.pt")
     assert states_equal(a["model_state"], b["model_state"])
