@@ -31,7 +31,8 @@ def make_project(dest: Path, epochs: int) -> Path:
                              capture_output=True, text=True, check=True).stdout.split("\n")
     for rel in filter(None, tracked):
         src = ROOT / rel
-        if src.is_file() and not rel.startswith((".dvcstore/", "tests/", "vendor/")):
+        outputs = ("artifacts/", "models/", "eval/", "metrics/", "reports/", "dvc.lock")
+        if src.is_file() and not rel.startswith((".dvcstore/", "tests/", "vendor/", *outputs)):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     shutil.copytree(ROOT / "data", dest / "data")
