@@ -21,15 +21,6 @@ from pxby_lib.models import build_model
 from pxby_lib.sequence import encode_item, part_index
 from pxby_lib.tokenizer import FIRST_COLOR_ID, encode_text
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and a busy machine cannot oversubscribe it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 P, G, STRIDE = 12, 6, 20  # small protocol: same code path as 64 / 16 / 80
 
 

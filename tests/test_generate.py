@@ -11,15 +11,6 @@ from pxby_lib.sequence import WindowBuilder, encode_item, windows_from_centres
 from pxby_lib.tokenizer import FIRST_COLOR_ID, encode_text
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and a busy machine cannot oversubscribe it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_model(seed: int = 0) -> nn.Module:
     """The tiny test configuration of the real models, untrained and seeded."""
     torch.manual_seed(seed)

@@ -18,15 +18,6 @@ from pxby_lib.render import MARGIN, PLACEHOLDER, render_comparison, render_item
 from pxby_lib.sequence import decode_centres, encode_item
 from pxby_lib.tokenizer import FIRST_COLOR_ID, PART_END_ID, ROW_SEP_ID, encode_text
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and a busy machine cannot oversubscribe it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 CAPTION = "a small fire lizard. the flame on its tail shows its life."
 
 
