@@ -141,11 +141,7 @@ def load_report_params(paths: ReportPaths, params_path: str | Path | None) -> di
 def write_table1(paths: ReportPaths, params: dict) -> pd.DataFrame:
     """Write table1.csv (all numbers), table1.md and table1.tex (ours beside the paper's)."""
     df = collect(paths, params)
-    paths.out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".table1.", dir=paths.out)
-    os.close(fd)
-    df.to_csv(tmp, index=False, float_format="%.4f")
-    os.replace(tmp, paths.out / "table1.csv")
+    _atomic_write_text(paths.out / "table1.csv", df.to_csv(index=False, float_format="%.4f"))
 
     view = pd.DataFrame({
         "model": df.model, "type": df.type, "dir": df.dir, "emb": df.emb, "conv": df.conv,
