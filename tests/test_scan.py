@@ -7,7 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from pxby_lib.models import scan
-from pxby_lib.models.scan import SelectiveScanFn, selective_scan, selective_scan_reference
+from pxby_lib.models.scan import (
+    SelectiveScanFn,
+    selective_scan,
+    selective_scan_reference,
+    selective_scan_with_state,
+)
 
 
 def scan_inputs(b: int, length: int, ed: int, n: int, dtype=torch.float64, seed: int = 0):
@@ -75,6 +80,23 @@ def test_no_grad_forward_matches():
     with torch.no_grad():
         y = selective_scan(*inputs, backend="eager", chunk=4)
     torch.testing.assert_close(y, selective_scan_reference(*inputs).detach())
+
+
+def final_state_reference(u, delta, A, B, C, D):
+    """h_L of the recurrence written out (what generation continues from)."""
+    h = u.new_zeros(u.shape[0], u.shape[2], A.shape[1])
+    for t in range(u.shape[1]):
+        h = torch.exp(delta[:, t, :, None] * A) * h + (delta[:, t] * u[:, t])[..., None] * B[:, t, None]
+    return h
+
+
+@pytest.mark.parametrize("backend", ["eager", "compiled"])
+def test_scan_with_state_returns_y_and_the_last_state(backend):
+    # B 5, L 11: padded rows and steps (zeros must leave the state unchanged)
+    inputs = [t.detach() for t in scan_inputs(5, 11, 4, 3, seed=8)]
+    y, last = selective_scan_with_state(*inputs, backend=backend)
+    torch.testing.assert_close(y, selective_scan_reference(*inputs), atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(last, final_state_reference(*inputs), atol=1e-10, rtol=1e-10)
 
 
 def test_auto_falls_back_to_eager_when_compiling_fails(monkeypatch):

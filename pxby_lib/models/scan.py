@@ -27,6 +27,7 @@ Shapes everywhere: u, delta (B, L, ED); A (ED, N); B, C (B, L, N); D (ED,) -> y 
 from __future__ import annotations
 
 import os
+import types
 import warnings
 
 import torch
@@ -239,12 +240,13 @@ def _from_blocks(x: Tensor, b: int, length: int) -> Tensor:
 
 def _scan_forward(backend: str, chunk: int, keep_states: bool, u_bl: Tensor, delta_bl: Tensor,
                   A: Tensor, b_bl: Tensor, c_bl: Tensor, D: Tensor):
-    """Blocked inputs (see _to_blocks) -> y (n_blocks, L_pad, block, ED) and (if keep_states)
-    the chunk start states starts[block][chunk], each (block, ED, N): all the backward needs."""
+    """Blocked inputs (see _to_blocks) -> y (n_blocks, L_pad, block, ED), (if keep_states)
+    the chunk start states starts[block][chunk], each (block, ED, N): all the backward needs,
+    and the final states (n_blocks * block, ED, N) (zero-padded steps leave them unchanged)."""
     n_blocks, padded, block, ed = u_bl.shape
     kernels = _KERNELS[backend](chunk, u_bl, block, ed, A.shape[1])
     y = torch.empty_like(u_bl)
-    starts = []
+    starts, last = [], []
     for i in range(n_blocks):
         h = u_bl.new_zeros(block, ed, A.shape[1])  # (block, ED, N)
         starts.append([])
@@ -254,7 +256,8 @@ def _scan_forward(backend: str, chunk: int, keep_states: bool, u_bl: Tensor, del
             if keep_states:
                 starts[i].append(h)
             h = kernels.forward(h, u, delta, A, b_c, c_c, D, y_c)
-    return y, starts
+        last.append(h)
+    return y, starts, torch.cat(last)
 
 
 def _scan_backward(backend: str, chunk: int, rows: int, starts: list[list[Tensor]],
@@ -299,6 +302,28 @@ def _with_fallback(ctx, run, *args):
         return run("eager", *args)
 
 
+def _blocked_forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                     D: Tensor, chunk: int | None, block: int | None, keep_states: bool):
+    """The forward of SelectiveScanFn and selective_scan_with_state: lay the rows out in
+    blocks, scan, and return (blocked inputs, y (B, L, ED), chunk start states, final
+    states (B, ED, N)). Sets ctx.chunk and ctx.rows (ctx.backend may fall back to eager)."""
+    b, length, _ = u.shape
+    chunk = chunk or CHUNK[ctx.backend]
+    rows = block or default_block(ctx.backend)
+    if ctx.backend == "eager":  # no compiled shapes to keep fixed: no padding rows
+        rows = min(rows, b)
+        forward_block = rows * max(1, min(FORWARD_BLOCK[ctx.backend], b) // rows)
+    else:  # fixed shapes (a static kernel for all batch sizes), but small B not padded far
+        forward_block = rows * max(1, min(FORWARD_BLOCK[ctx.backend] // rows, -(-b // rows)))
+    padded = -(-length // chunk) * chunk
+    blocked = tuple(_to_blocks(x, forward_block, padded) for x in (u, delta, B, C))
+    ctx.chunk, ctx.rows = chunk, rows
+    u_bl, delta_bl, b_bl, c_bl = blocked
+    y, starts, last = _with_fallback(ctx, _scan_forward, chunk, keep_states, u_bl, delta_bl,
+                                     A, b_bl, c_bl, D)
+    return blocked, _from_blocks(y, b, length), starts, last[:b]
+
+
 class SelectiveScanFn(torch.autograd.Function):
     """Chunked, graph-free selective scan with a hand-written backward.
 
@@ -312,24 +337,15 @@ class SelectiveScanFn(torch.autograd.Function):
     def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
                 backend: str = "eager", chunk: int | None = None, block: int | None = None,
                 fallback: bool = False, keep_states: bool = True) -> Tensor:
-        b, length, _ = u.shape
-        chunk = chunk or CHUNK[backend]
-        rows = block or default_block(backend)
-        if backend == "eager":  # no compiled shapes to keep fixed: no padding rows
-            rows = min(rows, b)
-            forward_block = rows * max(1, min(FORWARD_BLOCK[backend], b) // rows)
-        else:  # fixed shapes (a static kernel for all batch sizes), but small B not padded far
-            forward_block = rows * max(1, min(FORWARD_BLOCK[backend] // rows, -(-b // rows)))
-        padded = -(-length // chunk) * chunk
-        u_bl, delta_bl, b_bl, c_bl = (_to_blocks(x, forward_block, padded) for x in (u, delta, B, C))
-        ctx.backend, ctx.fallback, ctx.chunk, ctx.rows = backend, fallback, chunk, rows
-        y, starts = _with_fallback(ctx, _scan_forward, chunk, keep_states, u_bl, delta_bl, A,
-                                   b_bl, c_bl, D)
+        ctx.backend, ctx.fallback = backend, fallback
+        blocked, y, starts, _ = _blocked_forward(ctx, u, delta, A, B, C, D, chunk, block,
+                                                 keep_states)
         # saved (not kept on ctx) so that autograd frees the states right after the backward
         ctx.n_blocks = len(starts)
+        u_bl, delta_bl, b_bl, c_bl = blocked
         ctx.save_for_backward(u_bl, delta_bl, A, b_bl, c_bl, D,
                               *(h for row in starts for h in row))
-        return _from_blocks(y, b, length)  # (B, L, ED)
+        return y  # (B, L, ED)
 
     @staticmethod
     def backward(ctx, dy: Tensor):
@@ -383,3 +399,22 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     keep_states = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C, D))
     return SelectiveScanFn.apply(u, delta, A, B, C, D, chosen, chunk, block, fallback,
                                  keep_states)
+
+
+@torch.no_grad()
+def selective_scan_with_state(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                              D: Tensor, backend: str | None = None) -> tuple[Tensor, Tensor]:
+    """Inference only: y (B, L, ED) as `selective_scan`, and the state after the last step
+    h_L (B, ED, N), from which a step-by-step recurrence continues (generation; mamba_ssm's
+    return_last_state=True)."""
+    _check_shapes(u, delta, A, B, C, D)
+    chosen = pick_backend(u, A.shape[1], backend)
+    if chosen == "cuda":
+        y, last = _cuda_scan_fn(u.transpose(1, 2), delta.transpose(1, 2), A, B.transpose(1, 2),
+                                C.transpose(1, 2), D, delta_softplus=False,
+                                return_last_state=True)  # (B, ED, L), (B, ED, N)
+        return y.transpose(1, 2), last
+    ctx = types.SimpleNamespace(backend=chosen, fallback=backend in (None, "auto")
+                                and chosen == "compiled")
+    _, y, _, last = _blocked_forward(ctx, u, delta, A, B, C, D, None, None, keep_states=False)
+    return y, last
