@@ -162,12 +162,17 @@ class WindowBuilder:
     part (with its separator), missing neighbours are 0. push() is O(1)."""
 
     def __init__(self, history: Sequence[int] = ()):
-        self.above: list[int] = []  # previous row of the current part, separator included
-        self.row: list[int] = []  # current row so far
-        history = [int(t) for t in history]
-        last_end = max((i for i, t in enumerate(history) if t == PART_END_ID), default=-1)
-        for t in history[last_end + 1 :]:  # only the current part matters
-            self._advance(t)
+        # the state that pushing `history` token by token would leave (what _advance does),
+        # read off the separators at once: only the current part's last two rows matter
+        part = np.asarray(history, dtype=np.int64).reshape(-1)
+        ends = np.flatnonzero(part == PART_END_ID)
+        if len(ends):
+            part = part[ends[-1] + 1 :]
+        seps = np.flatnonzero(part == ROW_SEP_ID)
+        above_start = seps[-2] + 1 if len(seps) >= 2 else 0
+        # previous row of the current part, separator included; the current row so far
+        self.above: list[int] = part[above_start : seps[-1] + 1].tolist() if len(seps) else []
+        self.row: list[int] = part[seps[-1] + 1 :].tolist() if len(seps) else part.tolist()
 
     def _advance(self, token_id: int) -> None:
         self.row.append(token_id)

@@ -168,3 +168,22 @@ def test_real_builder_reconstruction_and_wrap(real_items):
         c = sq.centres(windows)
         assert np.array_equal(sq.windows_from_centres(c), windows), pid
         assert np.array_equal(sq.windows_from_centres(c, history=c), windows), pid
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_builder_from_history_equals_pushing_the_history(seed):
+    # the constructor reads the state off the separators; pushing token by token is the
+    # definition (rows end at '\t', parts at '\n', histories may end anywhere)
+    from pxby_lib.tokenizer import PART_END_ID, ROW_SEP_ID
+
+    rng = np.random.default_rng(seed)
+    for length in (0, 1, 2, 5, 17, 60):
+        history = rng.integers(2, 113, length)
+        history[rng.random(length) < 0.2] = ROW_SEP_ID
+        history[rng.random(length) < 0.05] = PART_END_ID
+        pushed = sq.WindowBuilder()
+        for t in history:
+            pushed.push(int(t))
+        built = sq.WindowBuilder(history)
+        assert (built.above, built.row) == (pushed.above, pushed.row), history.tolist()
+        assert all(type(t) is int for t in built.above + built.row)
