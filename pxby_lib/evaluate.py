@@ -83,6 +83,7 @@ def generate_chunks(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    incremental: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Greedy generation for every chunk: (generated ids (C, G), generated windows (C, G, 3, 3),
     true windows (C, G, 3, 3))."""
@@ -93,7 +94,7 @@ def generate_chunks(
         prompts, histories, true_windows = _chunk_batch(
             items, chunks[lo : lo + batch_size], prompt_len, gen_len
         )
-        result = generate(model, prompts, histories, gen_len, device=device)
+        result = generate(model, prompts, histories, gen_len, device=device, incremental=incremental)
         ids.append(result.ids)
         gen.append(result.windows)
         truth.append(true_windows)
@@ -123,6 +124,7 @@ def evaluate_paper(
     device: str | torch.device = "cpu",
     progress: bool = False,
     chunks: np.ndarray | None = None,
+    incremental: bool = True,
 ) -> tuple[pd.DataFrame, dict]:
     """The paper's Table 1 protocol over ALL `items` (train and test alike).
 
@@ -135,7 +137,7 @@ def evaluate_paper(
     chunks = np.asarray(chunks, dtype=np.int64).reshape(-1, 2)
     _, gen, truth = generate_chunks(
         model, items, chunks, prompt_len=prompt_len, gen_len=gen_len,
-        batch_size=batch_size, device=device, progress=progress,
+        batch_size=batch_size, device=device, progress=progress, incremental=incremental,
     )
     per_chunk = pd.DataFrame({"item": chunks[:, 0], "start": chunks[:, 1]})
     per_chunk = pd.concat([per_chunk, chunk_metrics(gen, truth)], axis=1)
@@ -176,6 +178,7 @@ def evaluate_heldout(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    incremental: bool = True,
 ) -> tuple[pd.DataFrame, dict]:
     """Honest protocol: held-out items only, centre tokens only, per modality.
 
@@ -192,7 +195,7 @@ def evaluate_heldout(
     chunks = np.stack([test_idx[local[:, 0]], local[:, 1]], axis=1) if len(local) else local
     gen_ids, _, truth = generate_chunks(
         model, items, chunks, prompt_len=prompt_len, gen_len=gen_len,
-        batch_size=batch_size, device=device, progress=progress,
+        batch_size=batch_size, device=device, progress=progress, incremental=incremental,
     )
     true_ids = truth[:, :, 1, 1].astype(np.int64)  # (C, G)
     parts = {int(i): part_index(items[i][:, 1, 1]) for i in test_idx}  # whole-item part index
@@ -265,7 +268,8 @@ def select_items(n_items: int, max_items: int, seed: int = 0) -> np.ndarray:
 @torch.no_grad()
 def interleaved_generation(model: nn.Module, windows: np.ndarray, *, prompt_len: int = 64,
                            truth_block: int = 32, gen_block: int = 8,
-                           device: str | torch.device = "cpu") -> np.ndarray:
+                           device: str | torch.device = "cpu",
+                           incremental: bool = True) -> np.ndarray:
     """The paper's Figure 1 sample (spec section 13) over one item's full length.
 
     After `prompt_len` true windows, `gen_block` generated tokens alternate with
@@ -278,7 +282,8 @@ def interleaved_generation(model: nn.Module, windows: np.ndarray, *, prompt_len:
     pos = min(prompt_len, len(truth))
     while pos < len(truth):
         n_new = min(gen_block, len(truth) - pos)
-        out = generate(model, np.concatenate(seq)[None], [centres], n_new, device=device)
+        out = generate(model, np.concatenate(seq)[None], [centres], n_new, device=device,
+                       incremental=incremental)
         seq.append(out.windows[0])
         centres += out.ids[0].tolist()
         pos += n_new

@@ -1,9 +1,12 @@
 """Autoregressive generation of PxBy windows (spec section 10), batched over prompts.
 
-Every step runs the model on the WHOLE growing window sequence (the models read all
-positions and classify from the last one; bidirectional ones have no incremental state),
-picks the next centre id, and rebuilds that token's 3x3 window from the centre ids so far
-with `sequence.WindowBuilder` (the dataset's own grid rules).
+Every step takes the model's logits on the WHOLE growing window sequence (the models
+read all positions and classify from the last one), picks the next centre id, and
+rebuilds that token's 3x3 window from the centre ids so far with
+`sequence.WindowBuilder` (the dataset's own grid rules). The logits come from a
+`incremental.Stepper`: by default one that keeps what does not change between steps
+(embeddings, causal states; the same logits as the full forward to float rounding),
+or, with incremental=False, the literal full re-run of the model at every step.
 
 Sampling and batching: greedy decoding (temperature 0, the paper's setting) does not
 depend on how rows are batched. For sampling, pass ONE torch.Generator per row: each row
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pxby_lib.incremental import make_stepper
 from pxby_lib.sequence import WindowBuilder
 from pxby_lib.tokenizer import PART_END_ID, ROW_SEP_ID
 
@@ -95,20 +99,22 @@ def _generate_slice(
     top_k: int | None,
     generator: GeneratorArg,
     device: torch.device,
+    incremental: bool,
 ) -> GenerationResult:
     B, P = prompts.shape[:2]
-    builders = [WindowBuilder(history=[int(t) for t in h]) for h in histories]
-    windows = torch.zeros(B, P + n_new, 3, 3, dtype=torch.long, device=device)  # (B, P+n, 3, 3)
-    windows[:, :P] = torch.as_tensor(prompts, dtype=torch.long, device=device)
+    builders = [WindowBuilder(history=h) for h in histories]
+    prompts = torch.as_tensor(prompts, dtype=torch.long, device=device)  # (B, P, 3, 3)
+    stepper = make_stepper(model, prompts, P + n_new, incremental)
     new_ids = np.zeros((B, n_new), dtype=np.int64)
     new_windows = np.zeros((B, n_new, 3, 3), dtype=np.uint8)
     for step in range(n_new):
-        logits = model(windows[:, : P + step])  # (B, V)
+        logits = stepper.logits()  # (B, V): model(windows so far)
         ids = next_ids(logits, temperature=temperature, top_k=top_k, generator=generator).numpy()
         for b, builder in enumerate(builders):
             new_windows[b, step] = builder.push(int(ids[b]))
         new_ids[:, step] = ids
-        windows[:, P + step] = torch.as_tensor(new_windows[:, step], dtype=torch.long, device=device)
+        if step + 1 < n_new:
+            stepper.append(torch.as_tensor(new_windows[:, step], dtype=torch.long, device=device))
     return GenerationResult(ids=new_ids, windows=new_windows)
 
 
@@ -123,6 +129,7 @@ def generate(
     generator: GeneratorArg = None,
     device: str | torch.device | None = None,
     batch_size: int | None = None,
+    incremental: bool = True,
 ) -> GenerationResult:
     """Generate n_new tokens after each prompt.
 
@@ -130,7 +137,9 @@ def generate(
     histories[b]: centre ids of everything up to and including prompt b's last token
     (what the row's WindowBuilder needs: at least the prompt's centres, more if the
     prompt starts inside a part). generator: None, one torch.Generator, or one per row.
-    batch_size: rows per model call (None = all B at once).
+    batch_size: rows per model call (None = all B at once). incremental: keep what does
+    not change between steps (`incremental.make_stepper`); False re-runs the whole model
+    on the whole sequence at every step, the literal protocol (same ids, slower).
     """
     prompts = np.asarray(prompts)
     if prompts.ndim != 4 or prompts.shape[2:] != (3, 3):
@@ -163,6 +172,7 @@ def generate(
                     top_k,
                     generator[lo:hi] if per_row else generator,
                     device,
+                    incremental,
                 )
             )
     finally:

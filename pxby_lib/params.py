@@ -78,6 +78,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "checkpoint": Field(str, lambda v: v in ("last", "best"), "'last' (paper) or 'best'"),
         "sample_len": Field(int, _nonneg, "an integer >= 0 (positions of the sample item; 0 = all)"),
         "seed": Field(int, _nonneg, "an integer >= 0"),
+        "incremental": Field(bool, None, "true (keep embeddings and causal states between "
+                             "steps: same ids, faster) or false (re-run the whole model "
+                             "at every step, the literal protocol)"),
     },
 }
 

@@ -1,0 +1,332 @@
+"""Incremental forward passes for generation: model(windows[:, :n]) for n = P, P+1, ... .
+
+Spec section 10 runs the model on the WHOLE growing window sequence at every step and
+reads the logits at the last position. That costs O(n) per new token for every family,
+yet much of the work is the same from one step to the next. A `Stepper` keeps it:
+
+  model                      kept between steps                  recomputed at each step
+  any family                 the embedding of every window       -
+  RNN uni                    every layer's (h, c)                nothing: O(1)
+  RNN bi, depth 1            forward (h, c)                      backward LSTM on the last window
+  RNN bi, depth >= 2         forward outputs and (h, c)          backward LSTM and layers 2.. over n
+  SSM uni                    every block's conv window and h     nothing: O(1)
+  SSM bi, depth 1            forward block's conv window and h   block on the last window alone
+  SSM bi, depth >= 2         forward outputs, in_proj of all     backward branch and blocks 2.. over n
+  Transformer (paper)        layer 1's Q, K, V of every window   layers over n; last layer: last query
+  anything else              -                                   everything (`FullRecompute`)
+
+Why bidirectional layers can't be kept: the backward direction's output at position i
+has read every window after i, so one appended window changes all of them and every
+layer above. Why depth-1 bidirectional models are cheap anyway: the backward direction
+at the LAST position has read the last window only (for Mamba's causal conv and scan as
+for the LSTM), and the head reads the last position only.
+
+Every stepper is mathematically the model's forward; in float32 the logits agree with
+`model(windows)` to ~1e-6 (tests/test_incremental.py checks every family and direction
+against the full forward, step by step). `FullRecompute` is the literal protocol, kept
+for checking and as the fallback (`generate(..., incremental=False)`).
+
+Glossary: B rows, P prompt windows, T = capacity (prompt + new windows), n windows so
+far, D model width, H LSTM hidden size per direction, ED Mamba inner width (expand * D),
+N Mamba state size, K Mamba conv width, d Transformer width, h heads.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pxby_lib.models import RNNModel, SSMModel, TransformerModel
+from pxby_lib.models.embed import check_windows
+from pxby_lib.models.scan import selective_scan_with_state
+from pxby_lib.models.ssm import MambaBlock
+
+
+class Stepper:
+    """Logits of the model at the last of n windows; append() adds one window per row.
+
+        stepper = make_stepper(model, prompts, capacity)  # prompts (B, P, 3, 3) long
+        logits = stepper.logits()                         # (B, V) = model(prompts)
+        stepper.append(windows)                           # (B, 3, 3): n -> n + 1
+    """
+
+    def __init__(self, model: nn.Module, prompts: Tensor, capacity: int):
+        if model.training:
+            raise ValueError("generation needs model.eval() (dropout must be off)")
+        self.model = model
+        self.B, self.n = prompts.shape[:2]
+        if capacity < self.n:
+            raise ValueError(f"capacity {capacity} is shorter than the prompt ({self.n} windows)")
+        self.capacity = capacity
+
+    def logits(self) -> Tensor:
+        raise NotImplementedError
+
+    def append(self, windows: Tensor) -> None:
+        if self.n >= self.capacity:
+            raise ValueError(f"stepper is full: capacity {self.capacity} windows; "
+                             "make it with a larger capacity")
+        self._append(windows)
+        self.n += 1
+
+    def _append(self, windows: Tensor) -> None:
+        raise NotImplementedError
+
+
+class FullRecompute(Stepper):
+    """The literal protocol: run the whole model on all n windows at every step."""
+
+    def __init__(self, model: nn.Module, prompts: Tensor, capacity: int):
+        super().__init__(model, prompts, capacity)
+        self.windows = prompts.new_zeros(self.B, capacity, 3, 3)  # (B, T, 3, 3)
+        self.windows[:, : self.n] = prompts
+
+    def logits(self) -> Tensor:
+        return self.model(self.windows[:, : self.n])  # (B, V)
+
+    def _append(self, windows: Tensor) -> None:
+        self.windows[:, self.n] = windows
+
+
+class _Embedded(Stepper):
+    """Keeps the embedding of every window: (B, T, D), filled up to n."""
+
+    def __init__(self, model: nn.Module, prompts: Tensor, capacity: int):
+        super().__init__(model, prompts, capacity)
+        check_windows(prompts, model.config.vocab_size)  # what model(windows) would check
+        prompt_emb = model.embed(prompts)  # (B, P, D)
+        self.emb = prompt_emb.new_zeros(self.B, capacity, prompt_emb.shape[-1])  # (B, T, D)
+        self.emb[:, : self.n] = prompt_emb
+
+    def _append(self, windows: Tensor) -> None:
+        new = self.model.embed(windows[:, None])  # (B, 1, D)
+        self.emb[:, self.n] = new[:, 0]
+        self._append_embedded(new)
+
+    def _append_embedded(self, new: Tensor) -> None:
+        """React to the new window's embedding (B, 1, D); self.n is its position."""
+
+
+# ---- RNN ---------------------------------------------------------------------------------
+
+def _lstm_direction(lstm: nn.LSTM, suffix: str) -> nn.LSTM:
+    """Layer 0 of `lstm` in one direction ('' forward, '_reverse' backward) as a uni LSTM
+    with a copy of its weights (built on 'meta': no random init, the global RNG is
+    untouched; copied so that cuDNN's flattening leaves the model's own tensors alone)."""
+    single = nn.LSTM(lstm.input_size, lstm.hidden_size, batch_first=True, device="meta")
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    single.load_state_dict({f"{k}_l0": getattr(lstm, f"{k}_l0{suffix}").detach().clone()
+                            for k in names}, assign=True)
+    single.flatten_parameters()  # one contiguous cuDNN buffer on CUDA; a no-op on the CPU
+    return single
+
+
+class RNNStepper(_Embedded):
+    """RNNModel: first LSTM (bi or uni) -> `rest` LSTM (uni, depth - 1 layers) -> head."""
+
+    def __init__(self, model: RNNModel, prompts: Tensor, capacity: int):
+        super().__init__(model, prompts, capacity)
+        self.bidirectional = model.first.bidirectional
+        emb = self.emb[:, : self.n]  # (B, P, D)
+        if not self.bidirectional:  # all causal: carry each layer's state
+            out, self.first_state = model.first(emb)  # (B, P, H)
+            self.rest_state = None
+            if model.rest is not None:
+                out, self.rest_state = model.rest(out)  # (B, P, H)
+            self.last = out[:, -1]  # (B, H)
+            return
+        self.forward_dir = _lstm_direction(model.first, "")
+        self.backward_dir = _lstm_direction(model.first, "_reverse")
+        out, self.first_state = self.forward_dir(emb)  # (B, P, H)
+        self.forward_out = out.new_zeros(self.B, capacity, out.shape[-1])  # (B, T, H)
+        self.forward_out[:, : self.n] = out
+
+    def logits(self) -> Tensor:
+        model = self.model
+        if not self.bidirectional:
+            return model.head(self.last)  # (B, V)
+        n = self.n
+        if model.rest is None:  # the backward direction at the last position saw one window
+            backward_last, _ = self.backward_dir(self.emb[:, n - 1 : n])  # (B, 1, H)
+            return model.head(torch.cat([self.forward_out[:, n - 1], backward_last[:, 0]], -1))
+        backward, _ = self.backward_dir(self.emb[:, :n].flip(1))  # (B, n, H), reversed time
+        first = torch.cat([self.forward_out[:, :n], backward.flip(1)], -1)  # (B, n, 2H)
+        out, _ = model.rest(first)  # (B, n, H2)
+        return model.head(out[:, -1])  # (B, V)
+
+    def _append_embedded(self, new: Tensor) -> None:
+        model = self.model
+        if not self.bidirectional:
+            out, self.first_state = model.first(new, self.first_state)  # (B, 1, H)
+            if model.rest is not None:
+                out, self.rest_state = model.rest(out, self.rest_state)
+            self.last = out[:, -1]
+            return
+        out, self.first_state = self.forward_dir(new, self.first_state)  # (B, 1, H)
+        self.forward_out[:, self.n] = out[:, 0]
+
+
+# ---- SSM ---------------------------------------------------------------------------------
+# A Mamba block's state after t inputs: the last K - 1 pre-conv inputs (the causal conv's
+# window) and the scan state h_t (B, ED, N). The parallel path (block(x)) gives outputs;
+# the sequential path below gives outputs AND the state, one position at a time.
+
+def _mamba_scan_with_state(block: MambaBlock, xz: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Block on in_proj outputs xz (B, L, 2 ED) -> y (B, L, D), the conv window
+    (B, ED, K-1) and the scan state h_L (B, ED, N) after the L positions: the block's
+    parallel path, with the fast scan returning its last state."""
+    length = xz.shape[1]
+    x, z = xz.chunk(2, dim=-1)  # (B, L, ED)
+    k = block.conv1d.kernel_size[0]
+    window = F.pad(x.transpose(1, 2), (k - 1, 0))[..., -(k - 1) :]  # (B, ED, K-1), zeros first
+    x = F.silu(block.conv1d(x.transpose(1, 2))[..., :length].transpose(1, 2))  # (B, L, ED)
+    A = -torch.exp(block.A_log.float())  # (ED, N)
+    delta, Bm, Cm = block.x_proj(x).split([block.dt_rank, block.d_state, block.d_state], -1)
+    delta = F.softplus(block.dt_proj(delta))  # (B, L, ED)
+    backend = None if block.scan_backend == "reference" else block.scan_backend
+    y, h = selective_scan_with_state(x, delta, A, Bm, Cm, block.D, backend=backend)
+    return block.out_proj(y * F.silu(z)), window, h  # (B, L, D), (B, ED, K-1), (B, ED, N)
+
+
+def _mamba_step(block: MambaBlock, x_t: Tensor, window: Tensor | None = None,
+                h: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """One position x_t (B, D) after state (window, h) (None: the zero state, i.e. the
+    first position of a sequence): y_t (B, D) and the new state."""
+    x, z = block.in_proj(x_t).chunk(2, dim=-1)  # (B, ED)
+    if window is None:
+        window = x.new_zeros(*x.shape, block.conv1d.kernel_size[0] - 1)  # (B, ED, K-1)
+    conv_in = torch.cat([window, x[..., None]], -1)  # (B, ED, K)
+    window = conv_in[..., 1:]
+    x = F.silu((conv_in * block.conv1d.weight[:, 0]).sum(-1) + block.conv1d.bias)  # (B, ED)
+    delta, Bm, Cm = block.x_proj(x).split([block.dt_rank, block.d_state, block.d_state], -1)
+    delta = F.softplus(block.dt_proj(delta))  # (B, ED)
+    drive = (delta * x)[..., None] * Bm[:, None, :]  # (B, ED, N)
+    if h is None:
+        h = drive  # exp(delta A) * 0 + drive
+    else:
+        A = -torch.exp(block.A_log.float())  # (ED, N)
+        h = torch.addcmul(drive, torch.exp(delta[..., None] * A), h)  # (B, ED, N)
+    y = (h @ Cm[..., None])[..., 0] + x * block.D  # (B, ED)
+    return block.out_proj(y * F.silu(z)), window, h
+
+
+class SSMStepper(_Embedded):
+    """SSMModel: first block (bi: LayerNorm(M(x) + flip(M(flip(x)))), uni: M(x)) -> blocks."""
+
+    def __init__(self, model: SSMModel, prompts: Tensor, capacity: int):
+        super().__init__(model, prompts, capacity)
+        self.bidirectional = model.norm is not None
+        blocks = model.layers
+        # all-causal stacks carry every block's state; bidirectional ones the first block's
+        self.carried = 1 if self.bidirectional else len(blocks)
+        h = self.emb[:, : self.n]  # (B, P, D)
+        self.states = []
+        for block in blocks[: self.carried]:
+            h, window, state = _mamba_scan_with_state(block, block.in_proj(h))
+            self.states.append((window, state))
+        self.last = h[:, -1]  # (B, D): output of the last carried block at the last position
+        if self.bidirectional and len(blocks) > 1:
+            self.forward_out = h.new_zeros(self.B, capacity, h.shape[-1])  # (B, T, D)
+            self.forward_out[:, : self.n] = h
+            self.in_proj = h.new_zeros(self.B, capacity, 2 * blocks[0].d_inner)  # (B, T, 2ED)
+            self.in_proj[:, : self.n] = blocks[0].in_proj(self.emb[:, : self.n])
+
+    def logits(self) -> Tensor:
+        model, n = self.model, self.n
+        if not self.bidirectional:
+            return model.head(self.last)  # (B, V)
+        first = model.layers[0]
+        if len(model.layers) == 1:  # backward branch at the last position: one window
+            backward_last, _, _ = _mamba_step(first, self.emb[:, n - 1])  # (B, D), zero state
+            return model.head(model.norm(self.last + backward_last))
+        # backward branch over all n windows: the block after its (pointwise) in_proj
+        backward = _block_after_in_proj(first, self.in_proj[:, :n].flip(1))  # (B, n, D)
+        h = model.norm(self.forward_out[:, :n] + backward.flip(1))  # (B, n, D)
+        for block in model.layers[1:]:
+            h = block(h)  # (B, n, D): no residual, no norm
+        return model.head(h[:, -1])
+
+    def _append_embedded(self, new: Tensor) -> None:
+        h = new[:, 0]  # (B, D)
+        for i, block in enumerate(self.model.layers[: self.carried]):
+            h, window, state = _mamba_step(block, h, *self.states[i])
+            self.states[i] = (window, state)
+        self.last = h
+        if self.bidirectional and len(self.model.layers) > 1:
+            self.forward_out[:, self.n] = h
+            self.in_proj[:, self.n] = self.model.layers[0].in_proj(new[:, 0])
+
+
+def _block_after_in_proj(block: MambaBlock, xz: Tensor) -> Tensor:
+    """block(x) given xz = block.in_proj(x) (B, L, 2 ED): the parallel path, (B, L, D)."""
+    length = xz.shape[1]
+    x, z = xz.chunk(2, dim=-1)  # (B, L, ED)
+    x = block.conv1d(x.transpose(1, 2))[..., :length].transpose(1, 2)  # causal
+    y = block.ssm(F.silu(x))  # (B, L, ED)
+    return block.out_proj(y * F.silu(z))
+
+
+# ---- Transformer (the paper's: no mask, no positions) ------------------------------------
+
+def _encoder_layer(layer: nn.TransformerEncoderLayer, x: Tensor, qkv: Tensor,
+                   last_only: bool) -> Tensor:
+    """Post-norm encoder layer on x (B, n, d) given its in_proj qkv (B, n, 3d), unmasked.
+    last_only: compute the last position's output only (B, 1, d), all keys attended."""
+    attn = layer.self_attn
+    heads = attn.num_heads
+    b, n, d = x.shape
+    q, k, v = (t.reshape(b, n, heads, d // heads).transpose(1, 2) for t in qkv.chunk(3, -1))
+    if last_only:
+        q, x = q[:, :, -1:], x[:, -1:]  # (B, h, 1, d/h), (B, 1, d)
+    a = F.scaled_dot_product_attention(q, k, v)  # (B, h, n or 1, d/h)
+    a = attn.out_proj(a.transpose(1, 2).reshape(b, -1, d))  # (B, n or 1, d)
+    x = layer.norm1(x + a)
+    return layer.norm2(x + layer.linear2(layer.activation(layer.linear1(x))))
+
+
+class TransformerStepper(_Embedded):
+    """TransformerModel (unmasked, no positions): keeps layer 1's Q, K, V of every window."""
+
+    def __init__(self, model: TransformerModel, prompts: Tensor, capacity: int):
+        super().__init__(model, prompts, capacity)
+        first = model.encoder.layers[0]
+        self.qkv = self.emb.new_zeros(self.B, capacity, 3 * self.emb.shape[-1])  # (B, T, 3d)
+        self.qkv[:, : self.n] = self._in_proj(first, self.emb[:, : self.n])
+
+    @staticmethod
+    def _in_proj(layer: nn.TransformerEncoderLayer, x: Tensor) -> Tensor:
+        return F.linear(x, layer.self_attn.in_proj_weight, layer.self_attn.in_proj_bias)
+
+    def logits(self) -> Tensor:
+        layers = self.model.encoder.layers
+        x, n = self.emb[:, : self.n], self.n
+        for i, layer in enumerate(layers):
+            qkv = self.qkv[:, :n] if i == 0 else self._in_proj(layer, x)
+            x = _encoder_layer(layer, x, qkv, last_only=i == len(layers) - 1)
+        return self.model.head(x[:, -1])  # (B, V)
+
+    def _append_embedded(self, new: Tensor) -> None:
+        self.qkv[:, self.n] = self._in_proj(self.model.encoder.layers[0], new[:, 0])
+
+
+def _transformer_supported(model: TransformerModel) -> bool:
+    """The stepper re-implements PyTorch's default post-norm ReLU layer: check it is one."""
+    return all(not layer.norm_first and layer.activation is F.relu
+               and layer.self_attn._qkv_same_embed_dim and layer.self_attn.in_proj_bias is not None
+               for layer in model.encoder.layers) and model.encoder.norm is None
+
+
+def make_stepper(model: nn.Module, prompts: Tensor, capacity: int,
+                 incremental: bool = True) -> Stepper:
+    """The fastest exact stepper for `model` (FullRecompute if incremental is False or the
+    model is not one of the paper's: e.g. transformer_causal)."""
+    if incremental:
+        if isinstance(model, RNNModel):
+            return RNNStepper(model, prompts, capacity)
+        if isinstance(model, SSMModel):
+            return SSMStepper(model, prompts, capacity)
+        if (isinstance(model, TransformerModel) and not model.causal
+                and _transformer_supported(model)):
+            return TransformerStepper(model, prompts, capacity)
+    return FullRecompute(model, prompts, capacity)
