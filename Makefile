@@ -3,6 +3,7 @@
 #   make repro   environment + data snapshot + `dvc repro` (default profile)
 #   make test    environment + data snapshot + the test suite
 #   make smoke   the whole pipeline on tiny settings, in a temporary copy of the repo
+#   make test-cuda  the GPU tests (tests/test_cuda.py), on a machine with a CUDA GPU
 # An already active virtualenv or conda env is used as it is; otherwise .venv is made.
 
 PYTHON ?= python3
@@ -19,7 +20,7 @@ STAMP := $(ENV_DIR)/.pxby-installed
 PYTEST_ARGS ?=
 SMOKE_DIR ?=
 
-.PHONY: env data repro paper test lint smoke
+.PHONY: env data repro paper test test-cuda lint smoke
 
 env: $(STAMP)
 
@@ -44,6 +45,9 @@ paper: data
 test: data
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is missing" >&2; fi; exit $$rc
+
+test-cuda: data
+	CUBLAS_WORKSPACE_CONFIG=:4096:8 $(BIN)/python -m pytest -m cuda tests/test_cuda.py $(PYTEST_ARGS)
 
 lint: env
 	$(BIN)/ruff check pxby_lib tests benchmarks

@@ -162,6 +162,8 @@ def train(model: nn.Module, train_samples, test_samples, cfg: TrainConfig, out_d
         optimizer.load_state_dict(state["optimizer"])
         shuffle.set_state(state["rng"]["shuffle"])
         torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and "cuda" in state["rng"]:  # dropout draws on the GPU
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         history, best_loss, best_epoch = state["history"], state["best_test_loss"], state["best_epoch"]
         start_epoch = state["epoch"] + 1
 
@@ -231,6 +233,8 @@ def train(model: nn.Module, train_samples, test_samples, cfg: TrainConfig, out_d
         state = snapshot(epoch, timings=True)
         state["optimizer"] = optimizer.state_dict()
         state["rng"] = {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state()}
+        if device.type == "cuda":
+            state["rng"]["cuda"] = torch.cuda.get_rng_state(device)
         state["data_signature"] = _signature(train_samples, test_samples)
         save_checkpoint(state, resume_path)
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
