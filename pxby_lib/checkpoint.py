@@ -18,13 +18,13 @@ It holds only tensors, numbers, strings, lists and dicts:
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from pxby_lib.atomic import write_bytes
 
 FORMAT = "pxby-checkpoint/1"
 
@@ -36,14 +36,7 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
     payload = {"format": FORMAT, **payload}
     buffer = io.BytesIO()  # saving to a buffer, not to the random temp name, keeps the
     torch.save(payload, buffer)  # zip's internal folder name fixed: identical bytes run after run
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(path, buffer.getvalue())
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -13,9 +13,7 @@ original beside the generated continuation).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pxby_lib.atomic import atomic_path
 from pxby_lib.generate import generate_one
 from pxby_lib.sequence import decode_centres, encode_parts, shape_ids
 from pxby_lib.tokenizer import PART_END_ID, encode_text
@@ -102,16 +101,8 @@ def _close_parts(ids: np.ndarray, n_parts: int) -> np.ndarray:
 
 def _save_png(image: Image.Image, path: str) -> None:
     """Write atomically: temp file in the same folder, then rename."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +28,7 @@ from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from torch import nn
 from tqdm.auto import tqdm
 
+from pxby_lib.atomic import write_text
 from pxby_lib.generate import generate, minimal_history
 from pxby_lib.metrics import chunk_metrics, mean_std
 from pxby_lib.sequence import part_index
@@ -243,17 +242,8 @@ def _jsonable(value):
 
 def summary_to_json(summary: dict, path: str | Path) -> None:
     """Write a summary as JSON atomically (temp file in the same folder, then rename); nan -> null."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_jsonable(summary), f, indent=2, sort_keys=True, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(_jsonable(summary), indent=2, sort_keys=True, allow_nan=False)
+    write_text(path, text + "\n")
 
 
 def select_items(n_items: int, max_items: int, seed: int = 0) -> np.ndarray:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -25,6 +23,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from pxby_lib.atomic import atomic_path, write_text  # noqa: E402
 
 FAMILY_OF = {"rnn": "RNN", "ssm": "SSM", "transformer": "Att", "transformer_causal": "Att+pos"}
 FAMILY_COLOURS = {"RNN": "tab:blue", "SSM": "tab:green", "Att": "tab:red", "Att+pos": "tab:orange"}
@@ -63,20 +63,11 @@ def paper_key(cfg: dict) -> tuple:
             int(cfg["d_model"]), int(cfg["d_state"]), int(cfg["depth"]))
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _save_figure(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=130, bbox_inches="tight", metadata={"Software": None})
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=130, bbox_inches="tight",
+                    metadata={"Software": None})
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -141,7 +132,7 @@ def load_report_params(paths: ReportPaths, params_path: str | Path | None) -> di
 def write_table1(paths: ReportPaths, params: dict) -> pd.DataFrame:
     """Write table1.csv (all numbers), table1.md and table1.tex (ours beside the paper's)."""
     df = collect(paths, params)
-    _atomic_write_text(paths.out / "table1.csv", df.to_csv(index=False, float_format="%.4f"))
+    write_text(paths.out / "table1.csv", df.to_csv(index=False, float_format="%.4f"))
 
     view = pd.DataFrame({
         "model": df.model, "type": df.type, "dir": df.dir, "emb": df.emb, "conv": df.conv,
@@ -157,9 +148,9 @@ def write_table1(paths: ReportPaths, params: dict) -> pd.DataFrame:
     })
     context = _context(paths, params) if "data" in params else ""
     md = "# Table 1: ours beside the paper's\n\n" + context + "\n" + view.to_markdown(index=False) + "\n"
-    _atomic_write_text(paths.table_md, md)
+    write_text(paths.table_md, md)
     tex = view.drop(columns=["model"]).to_latex(index=False, escape=True)
-    _atomic_write_text(paths.out / "table1.tex", tex.replace("±", r"$\pm$"))
+    write_text(paths.out / "table1.tex", tex.replace("±", r"$\pm$"))
     return df
 
 
@@ -235,10 +226,8 @@ def figure1_generation(paths: ReportPaths, reference_model: str, *, item: int = 
     picture = continuation_picture(model, windows, device=dev, prompt_len=prompt_len,
                                    truth_block=truth_block, gen_block=gen_block)
     path = paths.figures / "figure1_generation.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".figure1_generation.tmp.png")
-    picture.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        picture.save(tmp, format="PNG")
     return path
 
 

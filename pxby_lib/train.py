@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 from tqdm.auto import tqdm
 
+from .atomic import atomic_path
 from .checkpoint import load_state_into, read_checkpoint, save_checkpoint
 
 TIMING_COLUMNS = ("seconds", "windows_per_s")
@@ -98,14 +98,8 @@ def evaluate_samples(model: nn.Module, samples, indices: np.ndarray, device: tor
 
 
 def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _signature(train_samples, test_samples) -> list[int]:
