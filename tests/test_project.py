@@ -148,3 +148,64 @@ def test_papermill_parameters_are_injected_as_literals_never_code():
               if isinstance(node, ast.Assign)}
     assert values == {"source": evil, "limit_items": 3}
     assert all(isinstance(node, ast.Assign) for node in tree.body)
+
+
+def _pxby_imports(source: str, package: str = "pxby_lib") -> set[str]:
+    """Dotted pxby_lib modules that `source` imports (anywhere, relative imports resolved
+    against `package`)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("pxby_lib")}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            if base.startswith("pxby_lib"):
+                found.add(base)
+                found |= {f"{base}.{a.name}" for a in node.names}  # `from pxby_lib import x`
+    return found
+
+
+def _module_files(dotted: str) -> list[Path]:
+    """Files of a dotted module, with the __init__.py of every package on the way."""
+    parts, files = dotted.split("."), []
+    for i in range(1, len(parts) + 1):
+        path = ROOT.joinpath(*parts[:i])
+        if path.with_suffix(".py").is_file():
+            files.append(path.with_suffix(".py"))
+        elif (path / "__init__.py").is_file():
+            files.append(path / "__init__.py")
+    return files
+
+
+TOP_INIT = ROOT / "pxby_lib" / "__init__.py"  # docstring and version only: no stage's dep
+# params.py imports the models only inside the check of the `models` section, which the
+# prepare notebook never runs (it checks `data`): a model change must not re-run prepare
+EXEMPT = {"prepare": ("pxby_lib/models",)}
+
+
+def test_every_stage_depends_on_the_code_its_notebook_runs():
+    top = ast.parse(TOP_INIT.read_text()).body  # keep the exemption true
+    assert all(isinstance(n, ast.Expr | ast.Assign) for n in top), "pxby_lib/__init__.py runs code"
+    # what a stage imports, transitively, must be a DVC dependency: otherwise a change to
+    # that code would not re-run the stage and its outputs would silently go stale
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        stage = stage.get("do", stage)
+        deps = [ROOT / d for d in stage["deps"]]
+        notebook = next(d for d in deps if d.suffix == ".ipynb")
+        cells = json.loads(notebook.read_text())["cells"]
+        source = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        todo, files = _pxby_imports(source), set()
+        while todo:
+            for path in _module_files(todo.pop()):
+                if path not in files:
+                    files.add(path)
+                    package = ".".join(path.parent.relative_to(ROOT).parts)
+                    todo |= _pxby_imports(path.read_text(), package)
+        deps += [ROOT / d for d in EXEMPT.get(name, ())]
+        missing = sorted(str(f.relative_to(ROOT)) for f in files - {TOP_INIT}
+                         if not any(f == d or d in f.parents for d in deps))
+        assert not missing, f"stage {name!r} runs code it does not list in deps: {missing}"
