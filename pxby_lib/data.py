@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from pxby_lib.params import repo_root
 from pxby_lib.pixels import composite_on_white, image_to_grid
 from pxby_lib.sequence import centres, decode_centres, encode_item, part_index
 from pxby_lib.tokenizer import FIRST_COLOR_ID, N_COLORS, PALETTE_RGB, decode_text, encode_text
@@ -234,7 +235,10 @@ def _pokemon_items(source: Path, max_size: int, max_chars: int | None, seed: int
                 raise ValueError(f"{who}: caption is empty after normalisation "
                                  f"(dropped {dict(lost)})")
         except Exception as exc:  # ImageError, ValueError, SourceError: skip and count
-            skipped.append({"id": int(rec["id"]), "name": rec["name"], "reason": str(exc)})
+            reason = str(exc)  # messages name files: keep the machine's prefix out of them
+            for prefix in sorted({str(source.resolve()), str(source)}, key=len, reverse=True):
+                reason = reason.replace(prefix, _display_path(source))
+            skipped.append({"id": int(rec["id"]), "name": rec["name"], "reason": reason})
             continue
         dropped.update(lost)
         items.append(_Item(int(rec["id"]), rec["name"], encode_item(grid, caption_ids),
@@ -277,12 +281,19 @@ def _preview(items: list[_Item], n: int = 16, cell: int = 100) -> Image.Image:
     return sheet
 
 
+def _display_path(path: Path) -> str:
+    """`path` relative to the repository when inside it (no machine-specific prefix)."""
+    resolved = Path(path).resolve()
+    root = repo_root()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
+
+
 def _report_md(report: dict[str, Any]) -> str:
     t = report["tokens_per_item"]
     lines = [
         "# Dataset report", "",
         f"Source: `{report['source']}`; max_size {report['max_size']}, max_chars "
-        f"{report['max_chars']}, seed {report['seed']}; built in {report['seconds']:.1f} s.", "",
+        f"{report['max_chars']}, seed {report['seed']}.", "",
         f"- items: {report['n_items']} kept ({report['n_train']} train / {report['n_test']} test), "
         f"{report['n_skipped']} skipped",
         f"- tokens: {report['n_tokens']} in all; per item min {t['min']}, median {t['median']}, "
@@ -357,7 +368,7 @@ def prepare_dataset(source: str | Path = "data/pokemon", out_dir: str | Path = "
 
     n_tok = meta["n_tokens"]
     report: dict[str, Any] = {
-        "source": str(source), "max_size": max_size, "max_chars": max_chars, "seed": seed,
+        "source": _display_path(source), "max_size": max_size, "max_chars": max_chars, "seed": seed,
         "test_fraction": test_fraction, "seq_len": seq_len,
         "n_items": len(items), "n_train": len(train_idx), "n_test": len(test_idx),
         "n_skipped": len(skipped), "skipped": skipped, "n_tokens": int(n_tok.sum()),
@@ -381,9 +392,10 @@ def prepare_dataset(source: str | Path = "data/pokemon", out_dir: str | Path = "
             {"seed": seed, "test_fraction": test_fraction,
              "train_idx": train_idx.tolist(), "test_idx": test_idx.tolist()}))
         _preview(items).save(tmp / "sprites_preview.png")
-        report["seconds"] = time.perf_counter() - t0
         (tmp / "report.json").write_text(json.dumps(report, indent=1))
         (tmp / "report.md").write_text(_report_md(report))
 
     _write_dir_atomically(out_dir, write)
-    return report
+    # the files hold no wall-clock time and no machine path: the same data and settings
+    # give the same bytes wherever and however fast they are built
+    return {**report, "seconds": time.perf_counter() - t0}
