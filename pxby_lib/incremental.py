@@ -169,8 +169,10 @@ class RNNStepper(_Embedded):
 
 # ---- SSM ---------------------------------------------------------------------------------
 # A Mamba block's state after t inputs: the last K - 1 pre-conv inputs (the causal conv's
-# window) and the scan state h_t (B, ED, N). The parallel path (block(x)) gives outputs;
-# the sequential path below gives outputs AND the state, one position at a time.
+# window) and the scan state h_t (B, ED, N). Side by side, as in mamba-minimal: the
+# parallel path over a prompt (`_mamba_scan_with_state`: the block's own fast scan, which
+# also returns h_P) and the sequential path, one position at a time (`_mamba_step`).
+# tests/test_incremental.py checks both against block(x) at every length.
 
 def _mamba_scan_with_state(block: MambaBlock, xz: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Block on in_proj outputs xz (B, L, 2 ED) -> y (B, L, D), the conv window
