@@ -5,6 +5,7 @@ same artifacts as an uninterrupted run; outputs are never half-written; a second
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -58,6 +59,21 @@ def dvc(project: Path, *args: str, timeout: int = 300) -> subprocess.CompletedPr
                           capture_output=True, timeout=timeout)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc), whatever session or group it started."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "(comm)"
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -87,7 +103,13 @@ def test_sigkill_then_repro_resumes_to_identical_artifacts(tmp_path):
                 pytest.fail("resume.pt was visible half-written")
         time.sleep(0.2)
     assert proc.poll() is None, "training finished before it could be interrupted"
-    os.killpg(proc.pid, signal.SIGKILL)
+    # a crash takes every process down at once: dvc, papermill AND the Jupyter kernel,
+    # which jupyter_client starts in a session of its own (so killpg alone misses it, and
+    # the orphaned kernel could finish the run and delete resume.pt behind the test's back)
+    tree = [proc.pid, *descendants(proc.pid)]
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert not (killed / out / "last.pt").exists(), "last.pt must only appear at the end"
     for leftover in (killed / out).glob("*"):
