@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_incremental import random_windows  # tests/ is on sys.path (no __init__.py)
 
 from pxby_lib.checkpoint import load_model
 from pxby_lib.data import WindowSamples
@@ -53,14 +54,6 @@ def no_dropout(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def random_windows(rows: int, length: int, seed: int = 0) -> torch.Tensor:
-    from pxby_lib.sequence import windows_from_centres
-
-    rng = np.random.default_rng(seed)
-    return torch.as_tensor(np.stack([windows_from_centres(rng.integers(1, 113, length))
-                                     for _ in range(rows)]), dtype=torch.long)
-
-
 def test_auto_device_is_the_gpu():
     assert resolve_device("auto").type == "cuda"
 
@@ -82,10 +75,9 @@ def test_forward_and_gradients_match_the_cpu(cfg, gpu):
 
 
 def test_scan_with_state_on_the_gpu_matches_the_reference(gpu):
-    g = torch.Generator().manual_seed(0)
-    u, delta = torch.randn(3, 17, 8, generator=g), torch.rand(3, 17, 8, generator=g)
-    A = -torch.rand(8, 4, generator=g) - 0.1
-    B, C, D = torch.randn(3, 17, 4, generator=g), torch.randn(3, 17, 4, generator=g), torch.randn(8)
+    from test_scan import scan_inputs
+
+    u, delta, A, B, C, D = (t.detach() for t in scan_inputs(3, 17, 8, 4, dtype=torch.float32))
     y, last = selective_scan_with_state(*(t.to(gpu) for t in (u, delta, A, B, C, D)))
     torch.testing.assert_close(y.cpu(), selective_scan_reference(u, delta, A, B, C, D),
                                rtol=1e-4, atol=1e-5)
