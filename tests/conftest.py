@@ -1,8 +1,24 @@
 """One torch thread in tests: the machine has 2 shared cores, and tiny models run
-slower (and less predictably) with thread contention than on one thread."""
+slower (and less predictably) with thread contention than on one thread.
+
+`raw_data`: the raw snapshot (data/pokemon, from data.dvc). Tests that read it FAIL, not
+skip, when it is absent: `make test` pulls it first, so a missing snapshot is a broken
+set-up, not a reason to check less."""
+
+from pathlib import Path
 
 import pytest
 import torch
+
+RAW_DATA = Path(__file__).resolve().parents[1] / "data" / "pokemon"
+
+
+@pytest.fixture(scope="session")
+def raw_data() -> Path:
+    if not RAW_DATA.is_dir():
+        pytest.fail(f"{RAW_DATA} is absent: run `make data` (`make test` does it first)",
+                    pytrace=False)
+    return RAW_DATA
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -13,9 +13,6 @@ from pxby_lib.pixels import image_to_grid
 from pxby_lib.sequence import centres, decode_centres, encode_item
 from pxby_lib.tokenizer import PALETTE_RGB, encode_text
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "pokemon"
-
-
 # ----------------------------------------------------------------------------- captions
 
 
@@ -234,9 +231,8 @@ def test_prepare_gives_the_same_bytes_from_any_path_spelling(tmp_path, monkeypat
 
 
 @pytest.mark.slow
-def test_prepare_real_data(tmp_path):
-    assert DATA.is_dir(), "data/pokemon is absent: run `make data` (make test does it first)"
-    report = dt.prepare_dataset(DATA, tmp_path / "dataset")
+def test_prepare_real_data(tmp_path, raw_data):
+    report = dt.prepare_dataset(raw_data, tmp_path / "dataset")
     assert report["n_items"] + report["n_skipped"] == 649 and report["n_items"] >= 640
     assert 0.45 < report["text_share"] < 0.55
     ds = dt.load_dataset(tmp_path / "dataset")

@@ -22,8 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MODEL = "rnn_bi_pxby_conv_d81_s64_l2"
 
-pytestmark = pytest.mark.skipif(not (ROOT / "data" / "pokemon").is_dir(),
-                                reason="data/ is missing: run `make data`")
+pytestmark = pytest.mark.usefixtures("raw_data")  # fails with `make data` advice if absent
 
 
 def make_project(dest: Path, epochs: int) -> Path:

@@ -1,7 +1,6 @@
 """Image -> palette-id grid (spec section 4), including bad inputs."""
 
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,7 +11,6 @@ from pxby_lib import pixels as px
 from pxby_lib.tokenizer import PALETTE_RGB
 
 BLUE, GREEN = 66, 97  # palette ids of 0000fc and 00b800
-DATA = Path(__file__).resolve().parents[1] / "data" / "pokemon"
 
 
 def rgb_of(token_id: int) -> tuple[int, int, int]:
@@ -182,9 +180,7 @@ def test_not_an_image():
 
 
 @pytest.mark.slow
-def test_real_sprites_sample():
-    if not DATA.is_dir():
-        pytest.skip("data/pokemon is absent: run `make data`")
+def test_real_sprites_sample(raw_data):
     for i in (1, 25, 150, 649):
-        grid = px.image_to_grid(DATA / "sprites" / f"{i:03d}.png", name=f"pokemon {i}")
+        grid = px.image_to_grid(raw_data / "sprites" / f"{i:03d}.png", name=f"pokemon {i}")
         assert max(grid.shape) == 25 and ((grid >= 58) & (grid <= 112)).all()

@@ -1,15 +1,12 @@
 """Items as 3x3 window sequences (spec section 5), decoding, and the incremental builder
 (section 10), on hand-computed, synthetic and real items."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pxby_lib import sequence as sq
 from pxby_lib.tokenizer import decode_text, encode_text
-
-DATA = Path(__file__).resolve().parents[1] / "data" / "pokemon"
 
 
 def W(top, left, cur):
@@ -131,21 +128,19 @@ def test_decode_malformed_never_crashes():
 
 
 @pytest.fixture(scope="module")
-def real_items(tmp_path_factory):
+def real_items(tmp_path_factory, raw_data):
     """(id, grid, caption ids) computed here, and the prepared dataset's windows."""
-    if not DATA.is_dir():
-        pytest.skip("data/pokemon is absent: run `make data`")
     from pxby_lib.data import build_caption, load_dataset, prepare_dataset
     from pxby_lib.pixels import image_to_grid
     from pxby_lib.sources import load_pokedex, sprite_path
 
     out = tmp_path_factory.mktemp("real") / "dataset"
-    prepare_dataset(DATA, out)
+    prepare_dataset(raw_data, out)
     ds = load_dataset(out)
     windows = dict(zip(ds.meta["id"], ds.items))
     items = []
-    for rec in load_pokedex(DATA):
-        grid = image_to_grid(sprite_path(DATA, rec["id"]))
+    for rec in load_pokedex(raw_data):
+        grid = image_to_grid(sprite_path(raw_data, rec["id"]))
         caption, _ = encode_text(build_caption(rec["entries"]))
         items.append((rec["id"], grid, caption, windows[rec["id"]]))
     return items
