@@ -39,8 +39,6 @@ from torch import Tensor, nn
 
 from pxby_lib.models import RNNModel, SSMModel, TransformerModel
 from pxby_lib.models.embed import check_windows
-from pxby_lib.models.scan import selective_scan_with_state
-from pxby_lib.models.ssm import MambaBlock
 
 
 class Stepper:
@@ -168,49 +166,9 @@ class RNNStepper(_Embedded):
 
 
 # ---- SSM ---------------------------------------------------------------------------------
-# A Mamba block's state after t inputs: the last K - 1 pre-conv inputs (the causal conv's
-# window) and the scan state h_t (B, ED, N). Side by side, as in mamba-minimal: the
-# parallel path over a prompt (`_mamba_scan_with_state`: the block's own fast scan, which
-# also returns h_P) and the sequential path, one position at a time (`_mamba_step`).
-# tests/test_incremental.py checks both against block(x) at every length.
-
-def _mamba_scan_with_state(block: MambaBlock, xz: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Block on in_proj outputs xz (B, L, 2 ED) -> y (B, L, D), the conv window
-    (B, ED, K-1) and the scan state h_L (B, ED, N) after the L positions: the block's
-    parallel path, with the fast scan returning its last state."""
-    length = xz.shape[1]
-    x, z = xz.chunk(2, dim=-1)  # (B, L, ED)
-    k = block.conv1d.kernel_size[0]
-    window = F.pad(x.transpose(1, 2), (k - 1, 0))[..., -(k - 1) :]  # (B, ED, K-1), zeros first
-    x = F.silu(block.conv1d(x.transpose(1, 2))[..., :length].transpose(1, 2))  # (B, L, ED)
-    A = -torch.exp(block.A_log.float())  # (ED, N)
-    delta, Bm, Cm = block.x_proj(x).split([block.dt_rank, block.d_state, block.d_state], -1)
-    delta = F.softplus(block.dt_proj(delta))  # (B, L, ED)
-    backend = None if block.scan_backend == "reference" else block.scan_backend
-    y, h = selective_scan_with_state(x, delta, A, Bm, Cm, block.D, backend=backend)
-    return block.out_proj(y * F.silu(z)), window, h  # (B, L, D), (B, ED, K-1), (B, ED, N)
-
-
-def _mamba_step(block: MambaBlock, x_t: Tensor, window: Tensor | None = None,
-                h: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """One position x_t (B, D) after state (window, h) (None: the zero state, i.e. the
-    first position of a sequence): y_t (B, D) and the new state."""
-    x, z = block.in_proj(x_t).chunk(2, dim=-1)  # (B, ED)
-    if window is None:
-        window = x.new_zeros(*x.shape, block.conv1d.kernel_size[0] - 1)  # (B, ED, K-1)
-    conv_in = torch.cat([window, x[..., None]], -1)  # (B, ED, K)
-    window = conv_in[..., 1:]
-    x = F.silu((conv_in * block.conv1d.weight[:, 0]).sum(-1) + block.conv1d.bias)  # (B, ED)
-    delta, Bm, Cm = block.x_proj(x).split([block.dt_rank, block.d_state, block.d_state], -1)
-    delta = F.softplus(block.dt_proj(delta))  # (B, ED)
-    drive = (delta * x)[..., None] * Bm[:, None, :]  # (B, ED, N)
-    if h is None:
-        h = drive  # exp(delta A) * 0 + drive
-    else:
-        A = -torch.exp(block.A_log.float())  # (ED, N)
-        h = torch.addcmul(drive, torch.exp(delta[..., None] * A), h)  # (B, ED, N)
-    y = (h @ Cm[..., None])[..., 0] + x * block.D  # (B, ED)
-    return block.out_proj(y * F.silu(z)), window, h
+# A Mamba block's state (conv window and scan state h) comes from its parallel path over
+# the prompt (`MambaBlock.mix(xz, return_state=True)`, the fast scan returning h_P), and
+# each appended window advances it with the block's sequential path (`MambaBlock.step`).
 
 
 class SSMStepper(_Embedded):
@@ -224,15 +182,18 @@ class SSMStepper(_Embedded):
         self.carried = 1 if self.bidirectional else len(blocks)
         h = self.emb[:, : self.n]  # (B, P, D)
         self.states = []
-        for block in blocks[: self.carried]:
-            h, window, state = _mamba_scan_with_state(block, block.in_proj(h))
+        for i, block in enumerate(blocks[: self.carried]):
+            xz = block.in_proj(h)  # (B, P, 2ED)
+            if i == 0 and self.bidirectional and len(blocks) > 1:
+                # the backward branch re-reads the first block's in_proj of every window
+                self.in_proj = xz.new_zeros(self.B, capacity, xz.shape[-1])  # (B, T, 2ED)
+                self.in_proj[:, : self.n] = xz
+            h, window, state = block.mix(xz, return_state=True)  # (B, P, D), the state
             self.states.append((window, state))
         self.last = h[:, -1]  # (B, D): output of the last carried block at the last position
         if self.bidirectional and len(blocks) > 1:
             self.forward_out = h.new_zeros(self.B, capacity, h.shape[-1])  # (B, T, D)
             self.forward_out[:, : self.n] = h
-            self.in_proj = h.new_zeros(self.B, capacity, 2 * blocks[0].d_inner)  # (B, T, 2ED)
-            self.in_proj[:, : self.n] = blocks[0].in_proj(self.emb[:, : self.n])
 
     def logits(self) -> Tensor:
         model, n = self.model, self.n
@@ -240,10 +201,10 @@ class SSMStepper(_Embedded):
             return model.head(self.last)  # (B, V)
         first = model.layers[0]
         if len(model.layers) == 1:  # backward branch at the last position: one window
-            backward_last, _, _ = _mamba_step(first, self.emb[:, n - 1])  # (B, D), zero state
+            backward_last, _, _ = first.step(self.emb[:, n - 1])  # (B, D), from the zero state
             return model.head(model.norm(self.last + backward_last))
         # backward branch over all n windows: the block after its (pointwise) in_proj
-        backward = _block_after_in_proj(first, self.in_proj[:, :n].flip(1))  # (B, n, D)
+        backward = first.mix(self.in_proj[:, :n].flip(1))  # (B, n, D), reversed time
         h = model.norm(self.forward_out[:, :n] + backward.flip(1))  # (B, n, D)
         for block in model.layers[1:]:
             h = block(h)  # (B, n, D): no residual, no norm
@@ -252,21 +213,12 @@ class SSMStepper(_Embedded):
     def _append_embedded(self, new: Tensor) -> None:
         h = new[:, 0]  # (B, D)
         for i, block in enumerate(self.model.layers[: self.carried]):
-            h, window, state = _mamba_step(block, h, *self.states[i])
+            h, window, state = block.step(h, *self.states[i])  # (B, D), the new state
             self.states[i] = (window, state)
         self.last = h
         if self.bidirectional and len(self.model.layers) > 1:
             self.forward_out[:, self.n] = h
             self.in_proj[:, self.n] = self.model.layers[0].in_proj(new[:, 0])
-
-
-def _block_after_in_proj(block: MambaBlock, xz: Tensor) -> Tensor:
-    """block(x) given xz = block.in_proj(x) (B, L, 2 ED): the parallel path, (B, L, D)."""
-    length = xz.shape[1]
-    x, z = xz.chunk(2, dim=-1)  # (B, L, ED)
-    x = block.conv1d(x.transpose(1, 2))[..., :length].transpose(1, 2)  # causal
-    y = block.ssm(F.silu(x))  # (B, L, ED)
-    return block.out_proj(y * F.silu(z))
 
 
 # ---- Transformer (the paper's: no mask, no positions) ------------------------------------

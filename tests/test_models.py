@@ -186,6 +186,31 @@ def test_mamba_block_init_and_causality():
     assert not torch.allclose(block(x)[:, 6:], block(later)[:, 6:])
 
 
+@pytest.mark.parametrize("backend", ["reference", "eager", "compiled"])
+def test_mamba_block_sequential_path_equals_the_parallel_path(backend):
+    # step() from the zero state, position by position == forward(); and step() continues
+    # from the state mix(..., return_state=True) returns after any prefix
+    torch.manual_seed(0)
+    block = MambaBlock(12, d_state=5).double()
+    block.scan_backend = backend
+    with torch.no_grad():
+        block.A_log.add_(0.3 * torch.randn_like(block.A_log))  # trained-like A, not 1..N
+        block.D.add_(torch.randn_like(block.D))
+    x = torch.randn(3, 9, 12, dtype=torch.float64)  # (B, L, D)
+    with torch.no_grad():
+        full = block(x)  # (B, L, D)
+        state, steps = (None, None), []
+        for t in range(x.shape[1]):
+            y_t, *state = block.step(x[:, t], *state)
+            steps.append(y_t)
+        torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-12, rtol=1e-12)
+        for prefix in (1, 2, 3, 4, 8):  # shorter and longer than the conv window (K - 1 = 3)
+            y, window, h = block.mix(block.in_proj(x[:, :prefix]), return_state=True)
+            torch.testing.assert_close(y, full[:, :prefix], atol=1e-12, rtol=1e-12)
+            y_next, _, _ = block.step(x[:, prefix], window, h)
+            torch.testing.assert_close(y_next, full[:, prefix], atol=1e-12, rtol=1e-12)
+
+
 def test_ssm_fast_scan_matches_reference_scan_in_the_model():
     torch.manual_seed(0)
     model = build_model(dict(family="ssm", d_model=18, d_state=8, depth=2))

@@ -99,6 +99,13 @@ def test_scan_with_state_returns_y_and_the_last_state(backend):
     torch.testing.assert_close(last, final_state_reference(*inputs), atol=1e-10, rtol=1e-10)
 
 
+def test_reference_scan_returns_the_last_state_on_request():
+    inputs = [t.detach() for t in scan_inputs(2, 7, 4, 3, seed=9)]
+    y, last = selective_scan_reference(*inputs, return_last_state=True)
+    torch.testing.assert_close(y, selective_scan_reference(*inputs))
+    torch.testing.assert_close(last, final_state_reference(*inputs), atol=1e-12, rtol=1e-12)
+
+
 def test_auto_falls_back_to_eager_when_compiling_fails(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("no C++ compiler")

@@ -72,8 +72,9 @@ def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: 
 
 
 def selective_scan_reference(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
-                             D: Tensor) -> Tensor:
-    """Ground truth: one step at a time under autograd (slow; for tests and benchmarks)."""
+                             D: Tensor, return_last_state: bool = False):
+    """Ground truth: one step at a time under autograd (slow; for tests and benchmarks).
+    y (B, L, ED); with return_last_state, (y, h_L (B, ED, N))."""
     _check_shapes(u, delta, A, B, C, D)
     h = u.new_zeros(u.shape[0], u.shape[2], A.shape[1])  # (B, ED, N)
     ys = []
@@ -83,7 +84,8 @@ def selective_scan_reference(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: 
         decay = torch.exp(delta_t.unsqueeze(-1) * A)  # (B, ED, N)
         h = decay * h + (delta_t * u_t).unsqueeze(-1) * b_t.unsqueeze(1)  # (B, ED, N)
         ys.append((h @ c_t.unsqueeze(-1)).squeeze(-1))  # (B, ED)
-    return torch.stack(ys, 1) + u * D  # (B, L, ED)
+    y = torch.stack(ys, 1) + u * D  # (B, L, ED)
+    return (y, h) if return_last_state else y
 
 
 # ---- chunk kernels --------------------------------------------------------------------

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .embed import build_embedding, check_windows
-from .scan import selective_scan, selective_scan_reference
+from .scan import selective_scan, selective_scan_reference, selective_scan_with_state
 
 if TYPE_CHECKING:
     from . import ModelConfig
@@ -62,20 +62,59 @@ class MambaBlock(nn.Module):
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
         self.scan_backend: str | None = None  # None: selective_scan's 'auto'; or 'reference'
 
-    def forward(self, x: Tensor) -> Tensor:
-        length = x.shape[1]
-        x, z = self.in_proj(x).chunk(2, dim=-1)  # (B, L, ED) each
-        x = self.conv1d(x.transpose(1, 2))[..., :length].transpose(1, 2)  # causal: (B, L, ED)
-        y = self.ssm(F.silu(x))  # (B, L, ED)
-        return self.out_proj(y * F.silu(z))  # (B, L, D)
+    # Two paths, side by side (as in mamba-minimal / mamba.py) and tested equal
+    # (tests/test_models.py, tests/test_incremental.py): the parallel one over a whole
+    # sequence (forward, mix, ssm) and the sequential one, a position at a time (step),
+    # which generation continues from the state the parallel path returns. The state
+    # after t positions: the conv window, the last K - 1 pre-conv inputs (B, ED, K-1),
+    # zeros before the first; and the scan state h_t (B, ED, N).
 
-    def ssm(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mix(self.in_proj(x))  # (B, L, D)
+
+    def mix(self, xz: Tensor, return_state: bool = False):
+        """The block after its in_proj (pointwise, so callers may cache it): xz (B, L, 2 ED)
+        -> (B, L, D); with return_state, also the state after the L positions."""
+        length = xz.shape[1]
+        x, z = xz.chunk(2, dim=-1)  # (B, L, ED) each
+        x = x.transpose(1, 2)  # (B, ED, L)
+        y = self.ssm(F.silu(self.conv1d(x)[..., :length].transpose(1, 2)), return_state)  # causal
+        if not return_state:
+            return self.out_proj(y * F.silu(z))  # (B, L, D)
+        y, h = y
+        k = self.conv1d.kernel_size[0]
+        window = F.pad(x, (k - 1, 0))[..., -(k - 1) :]  # (B, ED, K-1)
+        return self.out_proj(y * F.silu(z)), window, h  # (B, L, D), (B, ED, K-1), (B, ED, N)
+
+    def ssm(self, x: Tensor, return_state: bool = False):
+        """Selective SSM on x (B, L, ED) -> y (B, L, ED) [, h_L (B, ED, N) if return_state]."""
         A = -torch.exp(self.A_log.float())  # (ED, N)
         delta, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(delta))  # (B, L, ED)
         if self.scan_backend == "reference":
-            return selective_scan_reference(x, delta, A, B, C, self.D)
+            return selective_scan_reference(x, delta, A, B, C, self.D, return_state)
+        if return_state:
+            return selective_scan_with_state(x, delta, A, B, C, self.D, backend=self.scan_backend)
         return selective_scan(x, delta, A, B, C, self.D, backend=self.scan_backend)
+
+    def step(self, x_t: Tensor, window: Tensor | None = None, h: Tensor | None = None):
+        """One position x_t (B, D) after the state (window, h) (None: the zero state, i.e.
+        the first position): y_t (B, D) and the state after it."""
+        x, z = self.in_proj(x_t).chunk(2, dim=-1)  # (B, ED) each
+        if window is None:
+            window = x.new_zeros(*x.shape, self.conv1d.kernel_size[0] - 1)  # (B, ED, K-1)
+        conv_in = torch.cat([window, x[..., None]], -1)  # (B, ED, K)
+        x = F.silu((conv_in * self.conv1d.weight[:, 0]).sum(-1) + self.conv1d.bias)  # (B, ED)
+        delta, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.softplus(self.dt_proj(delta))  # (B, ED)
+        drive = (delta * x)[..., None] * B[:, None, :]  # (B, ED, N)
+        if h is None:
+            h = drive  # exp(delta A) * 0 + drive
+        else:
+            A = -torch.exp(self.A_log.float())  # (ED, N)
+            h = torch.addcmul(drive, torch.exp(delta[..., None] * A), h)  # (B, ED, N)
+        y = (h @ C[..., None])[..., 0] + x * self.D  # (B, ED)
+        return self.out_proj(y * F.silu(z)), conv_in[..., 1:], h  # (B, D), new state
 
 
 class SSMModel(nn.Module):
