@@ -223,24 +223,25 @@ class SSMStepper(_Embedded):
 
 # ---- Transformer (the paper's: no mask, no positions) ------------------------------------
 
-def _encoder_layer(layer: nn.TransformerEncoderLayer, x: Tensor, qkv: Tensor,
-                   last_only: bool) -> Tensor:
-    """Post-norm encoder layer on x (B, n, d) given its in_proj qkv (B, n, 3d), unmasked.
-    last_only: compute the last position's output only (B, 1, d), all keys attended."""
+def _encoder_layer(layer: nn.TransformerEncoderLayer, x: Tensor, q: Tensor, k: Tensor,
+                   v: Tensor) -> Tensor:
+    """Post-norm encoder layer, unmasked, given its projections: queries q (B, m, d) of the
+    LAST m positions of x (B, n, d) (m = n, or 1 when only the last output is needed) and
+    keys, values k, v (B, n, d) of all n. Returns the outputs of those m positions (B, m, d)."""
     attn = layer.self_attn
     heads = attn.num_heads
     b, n, d = x.shape
-    q, k, v = (t.reshape(b, n, heads, d // heads).transpose(1, 2) for t in qkv.chunk(3, -1))
-    if last_only:
-        q, x = q[:, :, -1:], x[:, -1:]  # (B, h, 1, d/h), (B, 1, d)
-    a = F.scaled_dot_product_attention(q, k, v)  # (B, h, n or 1, d/h)
-    a = attn.out_proj(a.transpose(1, 2).reshape(b, -1, d))  # (B, n or 1, d)
-    x = layer.norm1(x + a)
+    m = q.shape[1]
+    q, k, v = (t.reshape(b, -1, heads, d // heads).transpose(1, 2) for t in (q, k, v))
+    a = F.scaled_dot_product_attention(q, k, v)  # (B, h, m, d/h)
+    a = attn.out_proj(a.transpose(1, 2).reshape(b, m, d))  # (B, m, d)
+    x = layer.norm1(x[:, n - m :] + a)
     return layer.norm2(x + layer.linear2(layer.activation(layer.linear1(x))))
 
 
 class TransformerStepper(_Embedded):
-    """TransformerModel (unmasked, no positions): keeps layer 1's Q, K, V of every window."""
+    """TransformerModel (unmasked, no positions): keeps layer 1's Q, K, V of every window;
+    the last layer projects the last query only (only the last position reaches the head)."""
 
     def __init__(self, model: TransformerModel, prompts: Tensor, capacity: int):
         super().__init__(model, prompts, capacity)
@@ -249,15 +250,24 @@ class TransformerStepper(_Embedded):
         self.qkv[:, : self.n] = self._in_proj(first, self.emb[:, : self.n])
 
     @staticmethod
-    def _in_proj(layer: nn.TransformerEncoderLayer, x: Tensor) -> Tensor:
-        return F.linear(x, layer.self_attn.in_proj_weight, layer.self_attn.in_proj_bias)
+    def _in_proj(layer: nn.TransformerEncoderLayer, x: Tensor, rows: slice = slice(None)) -> Tensor:
+        """x (B, n, d) -> rows of the stacked (3d, d) projection: all = Q, K, V (B, n, 3d)."""
+        attn = layer.self_attn
+        return F.linear(x, attn.in_proj_weight[rows], attn.in_proj_bias[rows])
 
     def logits(self) -> Tensor:
         layers = self.model.encoder.layers
         x, n = self.emb[:, : self.n], self.n
+        d = x.shape[-1]
         for i, layer in enumerate(layers):
-            qkv = self.qkv[:, :n] if i == 0 else self._in_proj(layer, x)
-            x = _encoder_layer(layer, x, qkv, last_only=i == len(layers) - 1)
+            last = i == len(layers) - 1
+            if i == 0:
+                q, k, v = self.qkv[:, :n].chunk(3, -1)  # (B, n, d) each
+                q = q[:, -1:] if last else q
+            else:
+                q = self._in_proj(layer, x[:, -1:] if last else x, slice(0, d))  # (B, 1 or n, d)
+                k, v = self._in_proj(layer, x, slice(d, None)).chunk(2, -1)  # (B, n, d) each
+            x = _encoder_layer(layer, x, q, k, v)  # (B, n, d), the last layer (B, 1, d)
         return self.model.head(x[:, -1])  # (B, V)
 
     def _append_embedded(self, new: Tensor) -> None:
