@@ -186,7 +186,8 @@ def test_mamba_block_init_and_causality():
     assert not torch.allclose(block(x)[:, 6:], block(later)[:, 6:])
 
 
-@pytest.mark.parametrize("backend", ["reference", "eager", "compiled"])
+@pytest.mark.parametrize("backend", ["reference", "eager",
+                                     pytest.param("compiled", marks=pytest.mark.slow)])
 def test_mamba_block_sequential_path_equals_the_parallel_path(backend):
     # step() from the zero state, position by position == forward(); and step() continues
     # from the state mix(..., return_state=True) returns after any prefix
