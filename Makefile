@@ -1,7 +1,8 @@
 # One-command entry points. Nothing needs activating first: every recipe puts the
 # environment's bin/ on PATH itself (DVC stages call `papermill` by name).
-#   make repro   environment + data snapshot + `dvc repro` (default profile)
-#   make test    environment + data snapshot + the test suite
+#   make repro   environment + data snapshots + `dvc repro report` (Pokemon, default profile)
+#   make emoji   the same for the second dataset: `dvc repro report_emoji`
+#   make test    environment + data snapshots + the test suite
 #   make smoke   the whole pipeline on tiny settings, in a temporary copy of the repo
 #   make test-cuda  the GPU tests (tests/test_cuda.py), on a machine with a CUDA GPU
 # An already active virtualenv or conda env is used as it is; otherwise .venv is made.
@@ -20,7 +21,7 @@ STAMP := $(ENV_DIR)/.pxby-installed
 PYTEST_ARGS ?=
 SMOKE_DIR ?=
 
-.PHONY: env data repro paper test test-cuda lint smoke
+.PHONY: env data repro emoji paper test test-cuda lint smoke
 
 env: $(STAMP)
 
@@ -34,12 +35,17 @@ data: env
 	$(BIN)/dvc pull -q data.dvc
 
 repro: data
-	$(BIN)/python -m pxby_lib.params params.yaml
-	$(BIN)/dvc repro
+	$(BIN)/python -m pxby_lib.config validate params.yaml
+	$(BIN)/dvc repro report
 
-# The paper's schedule (spec section 9) as a DVC experiment; GPU recommended.
+emoji: data
+	$(BIN)/python -m pxby_lib.config validate params.yaml
+	$(BIN)/dvc repro report_emoji
+
+# The paper's schedule (spec section 9, profiles/paper.yaml) as a DVC experiment; GPU recommended.
 paper: data
-	$(BIN)/dvc exp run -S train.epochs=200 -S train.stride=32 -S train.eval_every=5 -S evaluate.max_items=0
+	$(BIN)/python -m pxby_lib.config validate params.yaml --profile profiles/paper.yaml
+	$(BIN)/dvc exp run $$($(BIN)/python -m pxby_lib.config set-flags profiles/paper.yaml) report
 
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
 test: data

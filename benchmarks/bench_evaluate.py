@@ -113,7 +113,7 @@ def work_per_chunk(model, items, chunks) -> tuple[float, float]:
     chunk, mean over `chunks`."""
     with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS) as flops, \
             counting_scan_exps() as exps:
-        evaluate_paper(model, items, chunks=chunks, batch_size=len(chunks), device="cpu")
+        evaluate_paper(model, items, (), chunks=chunks, batch_size=len(chunks), device="cpu")
     return flops.get_total_flops() / len(chunks), exps[0] / len(chunks)
 
 
@@ -170,11 +170,11 @@ def synthetic_items(n: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def load_items(dataset: str | None) -> tuple[list[np.ndarray], str]:
-    path = Path(dataset or "artifacts/dataset")
+    path = Path(dataset or "artifacts/pokemon")
     if path.is_dir():
-        from pxby_lib.data import load_dataset
+        from pxby_lib.dataset import load_dataset
 
-        return load_dataset(path).items, f"dataset {path}"
+        return load_dataset(path).items(), f"dataset {path}"
     if dataset:
         raise SystemExit(f"--dataset {dataset} not found")
     return synthetic_items(40), "synthetic (40 items, 25x22 + 500 chars)"
@@ -182,7 +182,7 @@ def load_items(dataset: str | None) -> tuple[list[np.ndarray], str]:
 
 def timed(model, items, chunks, batch_size: int, incremental: bool, device: str):
     t0 = time.perf_counter()
-    per_chunk, _ = evaluate_paper(model, items, chunks=chunks, batch_size=batch_size,
+    per_chunk, _ = evaluate_paper(model, items, (), chunks=chunks, batch_size=batch_size,
                                   device=device, incremental=incremental)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -195,7 +195,7 @@ def bench_model(name: str, items, chunks, batch_size: int, device: str,
     model = build_model(MODELS[name]).eval().to(device)
     for incremental in (True, False):  # warm-up: allocators, MKL, compiled scan kernels
         for size in (1, batch_size):  # (the SSM scan compiles once, for large batches)
-            evaluate_paper(model, items, chunks=chunks[:size], batch_size=size, device=device,
+            evaluate_paper(model, items, (), chunks=chunks[:size], batch_size=size, device=device,
                            incremental=incremental)
     t_batched, batched = timed(model, items, chunks, batch_size, True, device)
     t_single, single = timed(model, items, chunks, 1, True, device)
@@ -246,7 +246,7 @@ def main() -> None:
         raise SystemExit(f"--models: unknown {unknown}; choose from {list(MODELS)}")
 
     items, source = load_items(args.dataset)
-    every = paper_chunks([len(w) for w in items])
+    every = paper_chunks(items, range(len(items)))
     pick = np.unique(np.linspace(0, len(every) - 1, min(args.n_chunks, len(every))).astype(int))
     chunks = every[pick]
     peaks = (matmul_peak_flops(), exp_peak()) if args.device == "cpu" else None

@@ -6,13 +6,15 @@ one. Temp files are named `.<name>.<random>.tmp` beside the target and removed o
     with atomic_path("reports/figure.png") as tmp:  # write to tmp however you like
         fig.savefig(tmp, format="png")             # (give the format: tmp ends in .tmp)
     write_text("metrics/m.json", text); write_bytes("models/m/last.pt", data)
+    write_dir("data/pokemon", fill)                # fill(tmp) writes a whole folder
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,3 +45,29 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_dir(path: str | Path, fill: Callable[[Path], None]) -> None:
+    """fill(tmp) writes a folder beside `path`, which then replaces `path` (the old folder
+    is swapped out only at the end, and restored if the swap fails)."""
+    path = Path(path).expanduser().absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.building-"))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; outputs are meant to be shared
+        fill(tmp)
+        if not path.exists():
+            os.rename(tmp, path)
+            return
+        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+        old.rmdir()  # only its unique name is needed
+        os.rename(path, old)
+        try:
+            os.rename(tmp, path)
+        except BaseException:
+            os.rename(old, path)
+            raise
+        shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # also on Ctrl-C: no half-written folder stays
+        raise

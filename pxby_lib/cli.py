@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--item", type=int, help="index of a dataset item to continue")
     src.add_argument("--caption", help="caption text to prompt with (caption -> image)")
     src.add_argument("--sprite", help="sprite image file to prompt with (image -> caption)")
-    p.add_argument("--dataset", default="artifacts/dataset", help="dataset folder for --item")
+    p.add_argument("--dataset", default="artifacts/pokemon", help="dataset folder for --item")
     p.add_argument("--prompt-len", type=int, default=64, help="prompt tokens taken from --item")
     p.add_argument("--n-tokens", type=int, default=128, help="number of tokens to generate")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (the paper)")
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _item_prompt(args) -> tuple[np.ndarray, np.ndarray]:
     """(prompt windows, original item centres) of --item."""
-    from pxby_lib.data import load_dataset
+    from pxby_lib.dataset import load_dataset
 
     if not Path(args.dataset).exists():
         raise CliError(f"dataset {args.dataset} not found: build it (dvc repro) or pass --dataset")
@@ -126,16 +126,16 @@ def run(args: argparse.Namespace) -> int:
         prompt = _sprite_prompt(args.sprite)
     else:
         prompt = _caption_prompt(args.caption)
-    history = prompt[:, 1, 1].astype(np.int64)  # the prompt starts a part: it is its own history
+    context = prompt[:, 1, 1].astype(np.int64)  # the prompt starts a part: it is its own context
 
     model, _ = load_model(args.checkpoint, device=args.device)
     generator = torch.Generator().manual_seed(args.seed)
-    result = generate_one(model, prompt, history, args.n_tokens, temperature=args.temperature,
+    result = generate_one(model, prompt, context, args.n_tokens, temperature=args.temperature,
                           top_k=args.top_k, generator=generator, device=args.device)
     if args.caption is not None:  # generated shape + image, then the prompt caption
-        sequence = np.concatenate([_close_parts(result.ids, 2), history])
+        sequence = np.concatenate([_close_parts(result.ids, 2), context])
     else:
-        sequence = np.concatenate([history, result.ids])
+        sequence = np.concatenate([context, result.ids])
     decoded = decode_centres(sequence)
 
     print(f"shape: {decoded.shape}")

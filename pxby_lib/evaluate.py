@@ -5,9 +5,15 @@ starting every 80 positions (wrapping inside the item); 64 true windows are the 
 16 windows are generated greedily and compared with the 16 true windows, flattened to
 144 ids (Hamming, Cosine, BLEU of `metrics`). Reported as mean and sample std over chunks.
 
-Held-out protocol (`evaluate_heldout`): the same chunks but on test items only, scored
-on CENTRE tokens only (the generated id against the true id, no padding zeros), overall
-and per modality (image pixels, caption characters) using the true centres' part index.
+Held-out protocol (`evaluate_heldout`): the same chunks but on test items only (every
+test item of the run's seed), scored on CENTRE tokens only (the generated id against the
+true id, no padding zeros), overall and per modality (image pixels, caption characters)
+using the true centres' part index.
+
+Both take the dataset's items and the indices of the items to score; the `item` column
+of their per-chunk tables is that dataset index. A "model" is anything mapping windows
+(B, L, 3, 3) to logits (B, V): the baselines (`pxby_lib.baselines`) go through the same
+code.
 
 Chunks are generated in batches (`generate` over many prompts at once);
 `evaluate_one_by_one` runs the same chunks one at a time, for the benchmark and a test.
@@ -29,7 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pxby_lib.atomic import write_text
-from pxby_lib.generate import generate, minimal_history
+from pxby_lib.generate import generate, minimal_context
 from pxby_lib.metrics import chunk_metrics, mean_std
 from pxby_lib.sequence import part_index
 
@@ -38,25 +44,29 @@ HELDOUT_METRICS = ("centre_acc", "centre_hamming", "pixel_acc", "text_acc", "tex
 PART_IMAGE, PART_CAPTION = 1, 2  # values of sequence.part_index
 
 
-def paper_chunks(
-    lengths: Sequence[int], prompt_len: int = 64, gen_len: int = 16, stride: int = 80
-) -> np.ndarray:
-    """(N, 2) int64 rows (item, start): starts every `stride` positions of each item.
+def paper_chunks(items: Sequence[np.ndarray], item_ids: Sequence[int], prompt_len: int = 64,
+                 gen_len: int = 16, chunk_stride: int = 80) -> np.ndarray:
+    """(N, 2) int64 rows (item, start): starts every `chunk_stride` positions of each of
+    the items `item_ids` (indices into `items`, kept in the rows).
 
     A chunk covers positions (start + k) % L for k < prompt_len + gen_len, wrapping
     inside its item (short items wrap more than once).
     """
-    if prompt_len < 1 or gen_len < 1 or stride < 1:
-        raise ValueError(f"prompt_len, gen_len, stride must be >= 1, got {prompt_len}, {gen_len}, {stride}")
-    rows = [(i, s) for i, L in enumerate(lengths) for s in range(0, int(L), stride)]
+    if prompt_len < 1 or gen_len < 1 or chunk_stride < 1:
+        raise ValueError(f"prompt_len, gen_len, chunk_stride must be >= 1, got {prompt_len}, "
+                         f"{gen_len}, {chunk_stride}")
+    item_ids = np.asarray(item_ids, dtype=np.int64).reshape(-1)
+    if len(item_ids) and (item_ids.min() < 0 or item_ids.max() >= len(items)):
+        raise ValueError(f"item ids outside 0..{len(items) - 1}: pass indices into items")
+    rows = [(int(i), s) for i in item_ids for s in range(0, len(items[i]), chunk_stride)]
     return np.array(rows, dtype=np.int64).reshape(-1, 2)
 
 
 def _chunk_batch(
     items: Sequence[np.ndarray], chunks: np.ndarray, prompt_len: int, gen_len: int
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """Prompts (C, P, 3, 3), builder histories, true windows (C, G, 3, 3) of some chunks."""
-    prompts, histories, truth = [], [], []
+    """Prompts (C, P, 3, 3), builder contexts, true windows (C, G, 3, 3) of some chunks."""
+    prompts, contexts, truth = [], [], []
     for item, start in chunks:
         windows = items[item]  # (L, 3, 3)
         L = len(windows)
@@ -68,8 +78,8 @@ def _chunk_batch(
         truth.append(windows[true_pos])
         # centres up to the prompt's last token, unrolled over the wrap (items end with '\n')
         centres = windows[:, 1, 1]
-        histories.append(minimal_history(centres[np.arange(start + prompt_len) % L]))
-    return np.stack(prompts), histories, np.stack(truth)
+        contexts.append(minimal_context(centres[np.arange(start + prompt_len) % L]))
+    return np.stack(prompts), contexts, np.stack(truth)
 
 
 def generate_chunks(
@@ -90,10 +100,10 @@ def generate_chunks(
     ids, gen, truth = [], [], []
     starts = range(0, len(chunks), batch_size)
     for lo in tqdm(starts, desc="evaluate", disable=not progress):
-        prompts, histories, true_windows = _chunk_batch(
+        prompts, contexts, true_windows = _chunk_batch(
             items, chunks[lo : lo + batch_size], prompt_len, gen_len
         )
-        result = generate(model, prompts, histories, gen_len, device=device, incremental=incremental)
+        result = generate(model, prompts, contexts, gen_len, device=device, incremental=incremental)
         ids.append(result.ids)
         gen.append(result.windows)
         truth.append(true_windows)
@@ -115,24 +125,25 @@ def _summarise(per_chunk: pd.DataFrame, metrics: Sequence[str]) -> dict:
 def evaluate_paper(
     model: nn.Module,
     items: Sequence[np.ndarray],
+    item_ids: Sequence[int],
     *,
     prompt_len: int = 64,
     gen_len: int = 16,
-    stride: int = 80,
+    chunk_stride: int = 80,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     progress: bool = False,
-    chunks: np.ndarray | None = None,
     incremental: bool = True,
+    chunks: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """The paper's Table 1 protocol over ALL `items` (train and test alike).
+    """The paper's Table 1 protocol over the items `item_ids` (train and test alike).
 
     Returns per_chunk (item, start, hamming, cosine, bleu) and a summary with the mean
-    and sample std (ddof=1) of each metric and n_chunks. `chunks` ((N, 2) item, start)
-    restricts the evaluation to given chunks (default: `paper_chunks` of every item).
+    and sample std (ddof=1) of each metric, n_chunks and n_items. `chunks` ((N, 2) item,
+    start) scores exactly those chunks instead (the benchmarks time subsets).
     """
     if chunks is None:
-        chunks = paper_chunks([len(w) for w in items], prompt_len, gen_len, stride)
+        chunks = paper_chunks(items, item_ids, prompt_len, gen_len, chunk_stride)
     chunks = np.asarray(chunks, dtype=np.int64).reshape(-1, 2)
     _, gen, truth = generate_chunks(
         model, items, chunks, prompt_len=prompt_len, gen_len=gen_len,
@@ -141,14 +152,15 @@ def evaluate_paper(
     per_chunk = pd.DataFrame({"item": chunks[:, 0], "start": chunks[:, 1]})
     per_chunk = pd.concat([per_chunk, chunk_metrics(gen, truth)], axis=1)
     summary = {"protocol": "paper", **_summarise(per_chunk, PAPER_METRICS)}
-    summary.update(prompt_len=prompt_len, gen_len=gen_len, stride=stride)
+    summary.update(prompt_len=prompt_len, gen_len=gen_len, chunk_stride=chunk_stride)
     return per_chunk, summary
 
 
-def evaluate_one_by_one(model: nn.Module, items: Sequence[np.ndarray], **kwargs) -> tuple[pd.DataFrame, dict]:
+def evaluate_one_by_one(model: nn.Module, items: Sequence[np.ndarray], item_ids: Sequence[int],
+                        **kwargs) -> tuple[pd.DataFrame, dict]:
     """`evaluate_paper` one chunk per model call: the slow baseline of the benchmark."""
     kwargs["batch_size"] = 1
-    return evaluate_paper(model, items, **kwargs)
+    return evaluate_paper(model, items, item_ids, **kwargs)
 
 
 def text_bleu(hypothesis: np.ndarray, reference: np.ndarray) -> float:
@@ -169,17 +181,18 @@ def text_bleu(hypothesis: np.ndarray, reference: np.ndarray) -> float:
 def evaluate_heldout(
     model: nn.Module,
     items: Sequence[np.ndarray],
-    test_idx: Sequence[int],
+    item_ids: Sequence[int],
     *,
     prompt_len: int = 64,
     gen_len: int = 16,
-    stride: int = 80,
+    chunk_stride: int = 80,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     progress: bool = False,
     incremental: bool = True,
 ) -> tuple[pd.DataFrame, dict]:
-    """Honest protocol: held-out items only, centre tokens only, per modality.
+    """Honest protocol: held-out items (`item_ids`, the run's test items) only, centre
+    tokens only, per modality.
 
     Per chunk: centre_acc (generated id == true id), centre_hamming (1 - centre_acc);
     n_image / pixel_acc on positions whose true token is in the image part; n_caption /
@@ -187,17 +200,13 @@ def evaluate_heldout(
     Summary: mean, sample std and non-nan count of each, plus pooled pixel and text
     accuracy over all positions (pixel_acc_pooled, text_acc_pooled).
     """
-    test_idx = np.asarray(test_idx, dtype=np.int64)
-    if len(test_idx) and (test_idx.min() < 0 or test_idx.max() >= len(items)):
-        raise ValueError(f"test_idx has indices outside 0..{len(items) - 1}: pass indices into items")
-    local = paper_chunks([len(items[i]) for i in test_idx], prompt_len, gen_len, stride)
-    chunks = np.stack([test_idx[local[:, 0]], local[:, 1]], axis=1) if len(local) else local
+    chunks = paper_chunks(items, item_ids, prompt_len, gen_len, chunk_stride)
     gen_ids, _, truth = generate_chunks(
         model, items, chunks, prompt_len=prompt_len, gen_len=gen_len,
         batch_size=batch_size, device=device, progress=progress, incremental=incremental,
     )
     true_ids = truth[:, :, 1, 1].astype(np.int64)  # (C, G)
-    parts = {int(i): part_index(items[i][:, 1, 1]) for i in test_idx}  # whole-item part index
+    parts = {int(i): part_index(items[i][:, 1, 1]) for i in np.unique(chunks[:, 0])}  # per item
     part = np.stack(
         [parts[int(i)][(s + prompt_len + np.arange(gen_len)) % len(items[i])] for i, s in chunks]
     ) if len(chunks) else np.zeros((0, gen_len), np.int8)  # (C, G)
@@ -224,7 +233,7 @@ def evaluate_heldout(
     summary["pixel_acc_pooled"] = float(hit[part == PART_IMAGE].mean()) if n_img else math.nan
     summary["text_acc_pooled"] = float(hit[part == PART_CAPTION].mean()) if n_cap else math.nan
     summary.update(n_image_positions=n_img, n_caption_positions=n_cap,
-                   prompt_len=prompt_len, gen_len=gen_len, stride=stride)
+                   prompt_len=prompt_len, gen_len=gen_len, chunk_stride=chunk_stride)
     return per_chunk, summary
 
 
@@ -247,47 +256,9 @@ def summary_to_json(summary: dict, path: str | Path) -> None:
 
 
 def select_items(n_items: int, max_items: int, seed: int = 0) -> np.ndarray:
-    """Indices of the items to evaluate: all (max_items == 0, the paper) or a seeded,
-    sorted subset of `max_items` (a cheaper profile)."""
+    """Indices of the items the paper protocol scores: all (max_items == 0, the paper) or a
+    seeded, sorted subset of `max_items` (a cheaper profile; the same for every run)."""
     if max_items <= 0 or max_items >= n_items:
         return np.arange(n_items)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n_items, size=max_items, replace=False))
-
-
-@torch.no_grad()
-def interleaved_generation(model: nn.Module, windows: np.ndarray, *, prompt_len: int = 64,
-                           truth_block: int = 32, gen_block: int = 8,
-                           device: str | torch.device = "cpu",
-                           incremental: bool = True) -> np.ndarray:
-    """The paper's Figure 1 sample (spec section 13) over one item's full length.
-
-    After `prompt_len` true windows, `gen_block` generated tokens alternate with
-    `truth_block` true ones. Returns the (L,) centre ids: true where given, generated
-    elsewhere. (The reference predicted each block before appending the preceding truth
-    block: a quirk, not copied.)
-    """
-    truth = windows[:, 1, 1].astype(np.int64)  # (L,)
-    seq, centres = [windows[:prompt_len]], list(truth[:prompt_len])
-    pos = min(prompt_len, len(truth))
-    while pos < len(truth):
-        n_new = min(gen_block, len(truth) - pos)
-        out = generate(model, np.concatenate(seq)[None], [centres], n_new, device=device,
-                       incremental=incremental)
-        seq.append(out.windows[0])
-        centres += out.ids[0].tolist()
-        pos += n_new
-        take = min(truth_block, len(truth) - pos)
-        if take > 0:
-            seq.append(windows[pos:pos + take])
-            centres += truth[pos:pos + take].tolist()
-            pos += take
-    return np.asarray(centres, dtype=np.int64)
-
-
-def continuation_picture(model: nn.Module, windows: np.ndarray, *, device="cpu", **kwargs):
-    """Original | interleaved generation of one item, as a PIL image."""
-    from pxby_lib.render import render_comparison
-
-    generated = interleaved_generation(model, windows, device=device, **kwargs)
-    return render_comparison(windows[:, 1, 1], generated)

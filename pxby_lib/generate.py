@@ -4,7 +4,7 @@ Every step takes the model's logits on the WHOLE growing window sequence (the mo
 read all positions and classify from the last one), picks the next centre id, and
 rebuilds that token's 3x3 window from the centre ids so far with
 `sequence.WindowBuilder` (the dataset's own grid rules). The logits come from a
-`incremental.Stepper`: by default one that keeps what does not change between steps
+`models.stepper.Stepper`: by default one that keeps what does not change between steps
 (embeddings, causal states; the same logits as the full forward to float rounding),
 or, with incremental=False, the literal full re-run of the model at every step.
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pxby_lib.incremental import make_stepper
+from pxby_lib.models.stepper import make_stepper
 from pxby_lib.sequence import WindowBuilder
 from pxby_lib.tokenizer import PART_END_ID, ROW_SEP_ID
 
@@ -37,11 +37,11 @@ class GenerationResult:
     windows: np.ndarray  # (B, n_new, 3, 3) uint8 their windows
 
 
-def minimal_history(centres: Sequence[int]) -> np.ndarray:
+def minimal_context(centres: Sequence[int]) -> np.ndarray:
     """The shortest suffix of `centres` from which a WindowBuilder continues identically.
 
     A window only looks at the current row and the row above it within the same part,
-    so the history can start at the previous row (or at the current part's start, after
+    so the context can start at the previous row (or at the current part's start, after
     the last '\n'). Saves rebuilding a whole item per evaluation chunk.
     """
     centres = np.asarray(centres, dtype=np.int64)
@@ -93,7 +93,7 @@ def next_ids(
 def _generate_slice(
     model: nn.Module,
     prompts: np.ndarray,
-    histories: Sequence[Sequence[int]],
+    contexts: Sequence[Sequence[int]],
     n_new: int,
     temperature: float,
     top_k: int | None,
@@ -102,7 +102,7 @@ def _generate_slice(
     incremental: bool,
 ) -> GenerationResult:
     B, P = prompts.shape[:2]
-    builders = [WindowBuilder(history=h) for h in histories]
+    builders = [WindowBuilder(context=h) for h in contexts]
     prompts = torch.as_tensor(prompts, dtype=torch.long, device=device)  # (B, P, 3, 3)
     stepper = make_stepper(model, prompts, P + n_new, incremental)
     new_ids = np.zeros((B, n_new), dtype=np.int64)
@@ -121,7 +121,7 @@ def _generate_slice(
 def generate(
     model: nn.Module,
     prompts: np.ndarray,
-    histories: Sequence[Sequence[int]],
+    contexts: Sequence[Sequence[int]],
     n_new: int,
     *,
     temperature: float = 0.0,
@@ -134,7 +134,7 @@ def generate(
     """Generate n_new tokens after each prompt.
 
     prompts: (B, P, 3, 3) uint8 windows, all of the same length P.
-    histories[b]: centre ids of everything up to and including prompt b's last token
+    contexts[b]: centre ids of everything up to and including prompt b's last token
     (what the row's WindowBuilder needs: at least the prompt's centres, more if the
     prompt starts inside a part). generator: None, one torch.Generator, or one per row.
     batch_size: rows per model call (None = all B at once). incremental: keep what does
@@ -147,8 +147,8 @@ def generate(
     B, P = prompts.shape[:2]
     if P == 0:
         raise ValueError("prompts are empty (P = 0): the model needs at least one window")
-    if len(histories) != B:
-        raise ValueError(f"got {len(histories)} histories for {B} prompts: pass one per prompt")
+    if len(contexts) != B:
+        raise ValueError(f"got {len(contexts)} contexts for {B} prompts: pass one per prompt")
     per_row = generator is not None and not isinstance(generator, torch.Generator)
     if per_row and len(generator) != B:
         raise ValueError(f"got {len(generator)} generators for {B} prompts: pass one per row")
@@ -166,7 +166,7 @@ def generate(
                 _generate_slice(
                     model,
                     prompts[lo:hi],
-                    histories[lo:hi],
+                    contexts[lo:hi],
                     n_new,
                     temperature,
                     top_k,
@@ -188,10 +188,10 @@ def generate(
 def generate_one(
     model: nn.Module,
     prompt: np.ndarray,
-    history: Sequence[int],
+    context: Sequence[int],
     n_new: int,
     **kwargs,
 ) -> GenerationResult:
     """One prompt (P, 3, 3): returns ids (n_new,) and windows (n_new, 3, 3)."""
-    result = generate(model, np.asarray(prompt)[None], [history], n_new, **kwargs)
+    result = generate(model, np.asarray(prompt)[None], [context], n_new, **kwargs)
     return GenerationResult(ids=result.ids[0], windows=result.windows[0])

@@ -7,28 +7,51 @@ this module draws whatever is there, with a placeholder box where the image is m
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
+from torch import nn
 
+from pxby_lib.generate import generate
 from pxby_lib.sequence import DecodedItem, decode_centres
+from pxby_lib.tokenizer import PART_END_ID, ROW_SEP_ID
 
 BACKGROUND = (255, 255, 255)
 INK = (0, 0, 0)
 PLACEHOLDER = (210, 210, 210)
+GENERATED = (220, 0, 120)  # marks generated tokens: a frame on pixels, colour + underline on text
 MARGIN = 8
-MIN_WIDTH = 200  # px: room for a readable caption column under small sprites
+MIN_WIDTH = 240  # px: room for a readable caption column under small sprites
+FONT_SIZE = 14  # px: legible at 100 % zoom (PIL's scalable default font)
 
 
-def _as_decoded(item: Sequence[int] | np.ndarray | DecodedItem) -> DecodedItem:
-    if isinstance(item, DecodedItem):
-        return item
+def _as_ids(item: Sequence[int] | np.ndarray) -> np.ndarray:
     ids = np.asarray(item)
     if ids.ndim == 3 and ids.shape[1:] == (3, 3):  # windows were passed: use their centres
         ids = ids[:, 1, 1]
-    return decode_centres(ids.ravel())
+    return ids.ravel().astype(np.int64)
+
+
+def _as_decoded(item: Sequence[int] | np.ndarray | DecodedItem) -> DecodedItem:
+    return item if isinstance(item, DecodedItem) else decode_centres(_as_ids(item))
+
+
+def token_places(centre_ids: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(part, row, col) of every token, as `decode_centres` lays the parts out; for the
+    caption, col counts the characters before it (rows are joined there)."""
+    places, part, row, col, chars = [], 0, 0, 0, 0
+    for t in (int(v) for v in centre_ids):
+        places.append((part, row, chars if part == 2 else col))
+        if t == ROW_SEP_ID:
+            row, col = row + 1, 0
+        elif t == PART_END_ID:
+            part, row, col, chars = part + 1, 0, 0, 0
+        else:
+            col += 1
+            chars += 1
+    return places
 
 
 def _placeholder(size: int) -> Image.Image:
@@ -42,23 +65,45 @@ def _placeholder(size: int) -> Image.Image:
 
 
 def _printable(text: str) -> str:
-    """Caption text safe for the default font: control and replacement chars become '?'."""
+    """Caption text safe for the font: control and replacement chars become '?'."""
     return "".join(c if c.isprintable() and c != "\ufffd" else "?" for c in text)
+
+
+def _wrap(text: str, width: int) -> list[tuple[int, str]]:
+    """Lines of at most `width` chars, broken at spaces: (offset of the line, line)."""
+    lines, start = [], 0
+    while start < len(text):
+        end = min(len(text), start + width)
+        if end < len(text):
+            cut = text.rfind(" ", start, end + 1)
+            end = cut if cut > start else end
+        lines.append((start, text[start:end]))
+        start = end + 1 if end < len(text) and text[end] == " " else end
+    return lines or [(0, "")]
 
 
 def render_item(
     centres_or_decoded: Sequence[int] | np.ndarray | DecodedItem,
     scale: int = 8,
     title: str | None = None,
+    generated: Sequence[bool] | np.ndarray | None = None,
 ) -> Image.Image:
     """Sprite (nearest-upscaled by `scale`) with an optional title above and the caption below.
 
     Accepts centre ids (L,), windows (L, 3, 3) or a DecodedItem. A missing or empty image
     part is drawn as a placeholder box; non-colour cells of the image are white.
+    `generated` (L,) marks the tokens a model generated (with centre ids or windows):
+    their pixels get a frame, their caption characters colour and an underline.
     """
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
     decoded = _as_decoded(centres_or_decoded)
+    marks = {}
+    if generated is not None:
+        ids = _as_ids(centres_or_decoded)
+        if len(generated) != len(ids):
+            raise ValueError(f"generated has {len(generated)} flags for {len(ids)} tokens")
+        marks = {place for place, g in zip(token_places(ids), generated, strict=True) if g}
     rgb = decoded.image_rgb
     if rgb is None or rgb.size == 0:
         sprite = _placeholder(25 * scale)
@@ -66,15 +111,19 @@ def render_item(
         h, w = rgb.shape[:2]
         sprite = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
         sprite = sprite.resize((w * scale, h * scale), Image.Resampling.NEAREST)
+        frame = ImageDraw.Draw(sprite)
+        for part, i, j in marks:
+            if part == 1 and i < h and j < w and scale >= 3:
+                frame.rectangle([j * scale, i * scale, (j + 1) * scale - 1, (i + 1) * scale - 1],
+                                outline=GENERATED)
 
-    font = ImageFont.load_default()
+    font = ImageFont.load_default(size=FONT_SIZE)
     width = max(sprite.width, MIN_WIDTH) + 2 * MARGIN
     sample = "abcdefghijklmnopqrstuvwxyz ,."
     char_w = max(1.0, font.getlength(sample) / len(sample) * 1.1)  # mean width, 10 % slack
-    line_h = font.getbbox("Ay")[3] + 3
-    chars_per_line = max(8, int((width - 2 * MARGIN) // char_w))
+    line_h = FONT_SIZE + 5
     caption = _printable(decoded.caption) or "(no caption)"
-    lines = textwrap.wrap(caption, chars_per_line) or [""]
+    lines = _wrap(caption, max(8, int((width - 2 * MARGIN) // char_w)))
     title_h = line_h + MARGIN if title else 0
     height = MARGIN + title_h + sprite.height + MARGIN + len(lines) * line_h + MARGIN
 
@@ -86,8 +135,15 @@ def render_item(
         y += title_h
     canvas.paste(sprite, ((width - sprite.width) // 2, y))
     y += sprite.height + MARGIN
-    for line in lines:
-        draw.text((MARGIN, y), line, fill=INK, font=font)
+    for offset, line in lines:
+        x = MARGIN
+        for k, char in enumerate(line):
+            mine = (2, 0, offset + k) in marks
+            draw.text((x, y), char, fill=GENERATED if mine else INK, font=font)
+            advance = font.getlength(char)
+            if mine:
+                draw.line([x, y + FONT_SIZE + 1, x + advance, y + FONT_SIZE + 1], fill=GENERATED)
+            x += advance
         y += line_h
     return canvas
 
@@ -97,12 +153,59 @@ def render_comparison(
     generated_centres: Sequence[int] | np.ndarray | DecodedItem,
     scale: int = 8,
     titles: tuple[str, str] = ("original", "generated"),
+    generated: Sequence[bool] | np.ndarray | None = None,
 ) -> Image.Image:
-    """Original | generated side by side (the generated-sample panel of Figure 1)."""
+    """Original | generated side by side (the generated-sample panel of Figure 1);
+    `generated` marks the generated tokens of the right-hand sequence."""
     left = render_item(original_centres, scale=scale, title=titles[0])
-    right = render_item(generated_centres, scale=scale, title=titles[1])
+    right = render_item(generated_centres, scale=scale, title=titles[1], generated=generated)
     canvas = Image.new("RGB", (left.width + right.width, max(left.height, right.height)), BACKGROUND)
     canvas.paste(left, (0, 0))
     canvas.paste(right, (left.width, 0))
     ImageDraw.Draw(canvas).line([left.width, 0, left.width, canvas.height], fill=PLACEHOLDER)
     return canvas
+
+
+@torch.no_grad()
+def interleaved_generation(model: nn.Module, windows: np.ndarray, *, prompt_len: int = 64,
+                           truth_block: int = 32, gen_block: int = 8,
+                           device: str | torch.device = "cpu",
+                           incremental: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's Figure 1 sample (spec section 13) over one item's full length.
+
+    After `prompt_len` true windows, `gen_block` generated tokens alternate with
+    `truth_block` true ones. Returns the (L,) centre ids (true where given, generated
+    elsewhere) and the (L,) mask of the generated ones. (The reference predicted each
+    block before appending the preceding truth block: a quirk, not copied.)
+    """
+    truth = windows[:, 1, 1].astype(np.int64)  # (L,)
+    seq, centres = [windows[:prompt_len]], list(truth[:prompt_len])
+    pos = min(prompt_len, len(truth))
+    while pos < len(truth):
+        n_new = min(gen_block, len(truth) - pos)
+        out = generate(model, np.concatenate(seq)[None], [centres], n_new, device=device,
+                       incremental=incremental)
+        seq.append(out.windows[0])
+        centres += out.ids[0].tolist()
+        pos += n_new
+        take = min(truth_block, len(truth) - pos)
+        if take > 0:
+            seq.append(windows[pos:pos + take])
+            centres += truth[pos:pos + take].tolist()
+            pos += take
+    ids = np.asarray(centres, dtype=np.int64)
+    generated = np.ones(len(ids), dtype=bool)
+    given = np.arange(len(ids))
+    after = given - prompt_len
+    generated[given < prompt_len] = False
+    generated[(after >= 0) & (after % (gen_block + truth_block) >= gen_block)] = False
+    return ids, generated
+
+
+def continuation_picture(model: nn.Module, windows: np.ndarray, *, device="cpu", scale: int = 8,
+                         **kwargs) -> Image.Image:
+    """Original | interleaved generation of one item (generated tokens marked)."""
+    ids, generated = interleaved_generation(model, windows, device=device, **kwargs)
+    return render_comparison(windows[:, 1, 1], ids, scale=scale,
+                             titles=("original", "prompt 64, then 8 generated / 32 true"),
+                             generated=generated)

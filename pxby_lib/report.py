@@ -1,51 +1,31 @@
-"""The paper's artifacts from tracked outputs: Table 1, Figure 1, Figure 2, a gallery.
+"""The report stage: Table 1, the claims, the compute table, the curves, the figures.
 
-Inputs (written by the pipeline): `metrics/<model>.json` (evaluate stage),
-`models/<model>/{last.pt,history.csv}` (train stage), `eval/<model>/sample.png`,
-`artifacts/dataset` (prepare stage), params.yaml. The published values are the
-package's own copy of the paper's Table 1 (`paper_table1.csv`).
+Inputs are tracked outputs of the other stages (`runs` says where they lie): every run's
+evaluation summary and per-chunk tables, its training log and checkpoint, its timing
+record, the baselines' summaries, the dataset; and the package's own copy of the
+paper's Table 1 (`paper_table1.csv`). `write_report` writes, into `out_dir`:
+table1.{md,csv,tex}, claims.{md,csv}, compute.md, curves.csv and figures/.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import yaml  # noqa: E402
-from PIL import Image  # noqa: E402
+from pxby_lib import runs
+from pxby_lib.atomic import write_text
+from pxby_lib.claims import claims_markdown, evaluate_claims
+from pxby_lib.config import StageConfig
+from pxby_lib.figures import FAMILY_OF
+from pxby_lib.stats import Interval, item_bootstrap, seed_interval
 
-from pxby_lib.atomic import atomic_path, write_text  # noqa: E402
-
-FAMILY_OF = {"rnn": "RNN", "ssm": "SSM", "transformer": "Att", "transformer_causal": "Att+pos"}
-FAMILY_COLOURS = {"RNN": "tab:blue", "SSM": "tab:green", "Att": "tab:red", "Att+pos": "tab:orange"}
 METRICS = ("hamming", "cosine", "bleu")
-
-
-@dataclass(frozen=True)
-class ReportPaths:
-    dataset: Path
-    models: Path
-    metrics: Path
-    eval: Path
-    out: Path
-
-    @property
-    def figures(self) -> Path:
-        return self.out / "figures"
-
-    @property
-    def table_md(self) -> Path:
-        return self.out / "table1.md"
+HELDOUT = ("centre_acc", "pixel_acc", "text_acc")
 
 
 def paper_table() -> pd.DataFrame:
@@ -63,185 +43,313 @@ def paper_key(cfg: dict) -> tuple:
             int(cfg["d_model"]), int(cfg["d_state"]), int(cfg["depth"]))
 
 
-def _save_figure(fig, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=130, bbox_inches="tight",
-                    metadata={"Software": None})
-    plt.close(fig)
-    return path
+WORDS = {"rnn": "RNN", "ssm": "SSM", "att": "Att", "bi": "Bi", "uni": "Uni", "pxby": "PxBy",
+         "center": "Center", "conv": "conv", "noconv": "no-conv"}
 
 
-def _num(value) -> float:
-    return np.nan if value is None else float(value)
+def short_name(row: str) -> str:
+    """A row in a few words: 'RNN Bi PxBy conv D81 state 64 depth 2', 'baseline copy'."""
+    if row.startswith("baselines/"):
+        return "baseline " + row.split("/", 1)[1]
+    words = []
+    for w in row.split("_"):
+        if w in WORDS:
+            words.append(WORDS[w])
+        elif w[:1] in "dsl" and w[1:].isdigit():
+            words.append({"d": f"D{w[1:]}", "s": f"state {w[1:]}", "l": f"depth {w[1:]}"}[w[0]])
+        else:
+            words.append(w)
+    return " ".join(words)
 
 
-def _pm(mean: float, std: float) -> str:
+# ----------------------------------------------------------------------------- collecting
+
+
+def collect_runs(root: Path, ds: str, rows: dict[str, tuple[int, ...]]) -> pd.DataFrame:
+    """One line per run (row, seed) that has an evaluation summary: its scores, how its
+    training ended, its timing. `rows`: row (a model row or baselines/<name>) -> seeds."""
+    lines = []
+    for row, seeds in rows.items():
+        for seed in seeds:
+            path = runs.eval_dir(root, ds, row, seed) / "summary.json"
+            if not path.is_file():
+                continue
+            s = json.loads(path.read_text())
+            line = {"row": row, "seed": seed, "baseline": row.startswith("baselines/")}
+            for m in METRICS:
+                line[m] = s["paper"][f"{m}_mean"]
+                line[f"{m}_std"] = s["paper"][f"{m}_std"]
+            line["paper_chunks"], line["paper_items"] = s["paper"]["n_chunks"], s["paper"]["n_items"]
+            for m in (*HELDOUT, "text_bleu"):
+                line[m] = s["heldout"][f"{m}_mean"]
+            line["heldout_chunks"], line["heldout_items"] = s["heldout"]["n_chunks"], s["heldout"]["n_items"]
+            line["one_step_acc"] = s["one_step"]["test_accuracy"]
+            line["one_step_loss"] = s["one_step"]["test_loss"]
+            line["epochs"], line["steps"] = s.get("epoch"), s.get("steps")
+            line["stopped_by"] = s.get("stopped_by")
+            train_t = runs.read_timing(runs.timing_path(root, ds, row, seed, "train"))
+            eval_t = runs.read_timing(runs.timing_path(root, ds, row, seed, "evaluate"))
+            line["train_seconds"] = train_t.get("seconds")
+            line["eval_seconds"] = eval_t.get("seconds")
+            for key in ("device", "torch", "threads", "cpu_capability"):
+                line[key] = train_t.get(key, eval_t.get(key))
+            lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def collect_histories(root: Path, ds: str, rows: dict[str, tuple[int, ...]],
+                      families: dict[str, str]) -> pd.DataFrame:
+    frames = []
+    for row, seeds in rows.items():
+        for seed in seeds:
+            path = runs.model_dir(root, ds, row, seed) / "history.csv"
+            if path.is_file():
+                frames.append(pd.read_csv(path).assign(row=row, seed=seed, family=families[row]))
+    if not frames:
+        raise FileNotFoundError(f"no history.csv under {root / 'models' / ds}: run the train stages")
+    return pd.concat(frames, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _fmt(v, digits: int = 3) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _pm(mean, std) -> str:
     return "n/a" if mean is None or (isinstance(mean, float) and math.isnan(mean)) else f"{mean:.3f} ± {std:.3f}"
 
 
-def collect(paths: ReportPaths, params: dict) -> pd.DataFrame:
-    """One row per configured model: config, parameter count, our metrics, the paper's."""
-    from .checkpoint import read_checkpoint
-    from .models import build_model, count_parameters
+def _over_seeds(root: Path, ds: str, runs_: pd.DataFrame, row: str, score: str,
+                protocol: str, cfg) -> tuple[str, Interval]:
+    """A row's score over seeds: mean [t interval over seeds] with >= min_seeds seeds,
+    else the single run's mean [item-bootstrap interval] marked with a dagger."""
+    mine = runs_[runs_["row"] == row]
+    if len(mine) >= cfg.min_seeds:
+        iv = seed_interval(list(mine[score]), cfg.confidence)
+        return f"{iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]", iv
+    seed = int(mine["seed"].iloc[0])
+    chunks = pd.read_csv(runs.eval_dir(root, ds, row, seed) / f"chunks_{protocol}.csv")
+    iv = item_bootstrap(chunks, score, cfg.bootstrap, cfg.bootstrap_seed, cfg.confidence)
+    return f"{iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]†", iv
 
+
+def table1(root: Path, cfg: StageConfig, runs_: pd.DataFrame, parameters: dict[str, int]) -> tuple[pd.DataFrame, str]:
+    """Table 1 as a frame (every number, table1.csv) and as markdown (two tables)."""
     published = paper_table()
     published["key"] = list(zip(published.type, published.direction, published.embedding,
                                 published.conv, published.input_dim, published.hidden_state,
                                 published.depth, strict=True))
-    rows = []
-    for name, cfg in params["models"].items():
-        key = paper_key(cfg)
-        row = dict(zip(("type", "dir", "emb", "conv", "D", "state", "depth"), key, strict=True))
-        row["model"] = name
-        row["params"] = count_parameters(build_model(cfg))
-        metrics_file = paths.metrics / f"{name}.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else None
-        paper_stats = (metrics or {}).get("paper", {})
+    ds = cfg.dataset_name
+    claims = cfg.claims
+    rows = [r.name for r in cfg.rows if (runs_["row"] == r.name).any()]
+    baselines = [f"baselines/{n}" for n in cfg.baselines.names if (runs_["row"] == f"baselines/{n}").any()]
+    records, first, second = [], [], []
+    for row in rows + baselines:
+        mine = runs_[runs_["row"] == row].sort_values("seed")
+        seed0 = mine.iloc[0]
+        rec = {"row": row, "seeds": len(mine), "first_seed": int(seed0.seed)}
+        if row in cfg.models:
+            model = cfg.models[row].model.to_dict()
+            key = paper_key(model)
+            rec.update(dict(zip(("type", "dir", "emb", "conv", "D", "state", "depth"), key, strict=True)))
+            rec["params"] = parameters[row]
+            match = published[published.key == key]
+            for col in ("params_reference",) + tuple(f"{m}_{s}" for m in METRICS for s in ("mean", "std")):
+                rec[f"paper_{col}"] = match[col].iloc[0] if len(match) else np.nan
+            rec["epochs"] = ", ".join(str(int(e)) for e in mine["epochs"])
+            rec["capped"] = int((mine["stopped_by"] == "cap").sum())
+            rec["steps_mean"] = float(mine["steps"].mean())
+            rec["train_seconds_mean"] = float(mine["train_seconds"].mean()) if mine["train_seconds"].notna().any() else np.nan
         for m in METRICS:
-            row[f"{m}_mean"] = _num(paper_stats.get(f"{m}_mean"))
-            row[f"{m}_std"] = _num(paper_stats.get(f"{m}_std"))
-        held = (metrics or {}).get("heldout", {})
-        for m in ("centre_acc", "pixel_acc", "text_acc", "text_bleu"):
-            row[f"heldout_{m}"] = _num(held.get(f"{m}_mean"))
-        row["n_chunks"] = (metrics or {}).get("paper", {}).get("n_chunks", 0)
-        last = paths.models / name / "last.pt"
-        if last.exists():
-            ck = read_checkpoint(last)
-            row["epochs"], row["best_epoch"] = ck["epoch"], ck["best_epoch"]
-        match = published[published.key == key]
-        for col in ("params_reference",) + tuple(f"{m}_{s}" for m in METRICS for s in ("mean", "std")):
-            row[f"paper_{col}"] = match[col].iloc[0] if len(match) else np.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
+            rec[f"{m}_seed{int(seed0.seed)}"], rec[f"{m}_std_seed{int(seed0.seed)}"] = seed0[m], seed0[f"{m}_std"]
+        text = {}
+        for score, protocol in (("bleu", "paper"), ("centre_acc", "heldout"), ("pixel_acc", "heldout"),
+                                ("text_acc", "heldout")):
+            text[score], iv = _over_seeds(root, ds, runs_, row, score, protocol, claims)
+            rec[f"{score}_mean"], rec[f"{score}_lo"], rec[f"{score}_hi"] = iv.mean, iv.lo, iv.hi
+        rec["one_step_acc_mean"] = float(mine["one_step_acc"].mean())
+        records.append(rec)
+        name = short_name(row)
+        if row in cfg.models:
+            first.append([name, rec["params"], *[_pm(seed0[m], seed0[f"{m}_std"]) for m in METRICS],
+                          *[_pm(rec[f"paper_{m}_mean"], rec[f"paper_{m}_std"]) for m in METRICS]])
+            stop = f"{rec['epochs']} ({rec['capped']} of {len(mine)} capped)"
+            second.append([name, len(mine), stop, f"{rec['steps_mean']:.0f}",
+                           _fmt(rec["train_seconds_mean"], 0), text["bleu"], text["centre_acc"],
+                           text["pixel_acc"], text["text_acc"], f"{rec['one_step_acc_mean']:.1f}"])
+        else:
+            first.append([f"*{name}*", "-", *[_pm(seed0[m], seed0[f"{m}_std"]) for m in METRICS],
+                          "-", "-", "-"])
+            second.append([f"*{name}*", len(mine), "-", "-", "-", text["bleu"], text["centre_acc"],
+                           text["pixel_acc"], text["text_acc"], f"{rec['one_step_acc_mean']:.1f}"])
+    frame = pd.DataFrame(records)
+    n = runs_.iloc[0]
+    md = [
+        f"# Table 1 on `{ds}`: ours beside the paper's, baselines below the rows", "",
+        _context(cfg, n), "",
+        f"## As published: paper protocol, mean ± sd over chunks, one run (seed {int(n.seed)})", "",
+        _markdown(["row", "params", "Hamming (ours)", "Cosine (ours)", "BLEU (ours)",
+                   "Hamming (paper)", "Cosine (paper)", "BLEU (paper)"], first), "",
+        f"## Over seeds: mean [{claims.confidence:.0%} interval]", "",
+        f"Interval over seeds (Student t) for rows with >= {claims.min_seeds} seeds; † marks a "
+        f"single run, whose interval is an item bootstrap ({claims.bootstrap} resamples of the "
+        "items: how precisely that one run is measured, not how runs vary). Epochs: per seed, "
+        "with how many runs the cap stopped (`train.max_epochs`) rather than the patience rule. "
+        "CPU s: training seconds per run (timings/). One-step: test accuracy (%) of the next "
+        "token, as in the training log.", "",
+        _markdown(["row", "seeds", "epochs (capped)", "steps", "CPU s", "paper BLEU",
+                   "held-out centre acc", "held-out pixel acc", "held-out text acc",
+                   "one-step acc"], second),
+    ]
+    return frame, "\n".join(md) + "\n"
 
 
-def load_report_params(paths: ReportPaths, params_path: str | Path | None) -> dict:
-    """params.yaml if given; else the models found in `paths.models` (their checkpoints
-    carry their configs), so the notebook also runs on scratch outputs."""
-    if params_path:
-        return yaml.safe_load(Path(params_path).read_text())
-    from .checkpoint import read_checkpoint
-
-    models = {d.name: read_checkpoint(d / "last.pt")["model_config"]
-              for d in sorted(paths.models.iterdir()) if (d / "last.pt").exists()}
-    if not models:
-        raise FileNotFoundError(f"no <model>/last.pt under {paths.models}: train a model first")
-    return {"models": models}
+def _markdown(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
-def write_table1(paths: ReportPaths, params: dict) -> pd.DataFrame:
-    """Write table1.csv (all numbers), table1.md and table1.tex (ours beside the paper's)."""
-    df = collect(paths, params)
-    write_text(paths.out / "table1.csv", df.to_csv(index=False, float_format="%.4f"))
-
-    view = pd.DataFrame({
-        "model": df.model, "type": df.type, "dir": df.dir, "emb": df.emb, "conv": df.conv,
-        "D": df.D, "state": df.state, "depth": df.depth, "params": df.params,
-        **{f"{m} (ours)": [_pm(a, b) for a, b in zip(df[f"{m}_mean"], df[f"{m}_std"], strict=True)]
-           for m in METRICS},
-        **{f"{m} (paper)": [_pm(a, b) for a, b in zip(df[f"paper_{m}_mean"], df[f"paper_{m}_std"], strict=True)]
-           for m in METRICS},
-        "held-out centre acc": df.heldout_centre_acc.map(lambda v: f"{v:.3f}"),
-        "held-out pixel acc": df.heldout_pixel_acc.map(lambda v: f"{v:.3f}"),
-        "held-out text acc": df.heldout_text_acc.map(lambda v: f"{v:.3f}"),
-        "held-out text BLEU": df.heldout_text_bleu.map(lambda v: f"{v:.3f}"),
-    })
-    context = _context(paths, params) if "data" in params else ""
-    md = "# Table 1: ours beside the paper's\n\n" + context + "\n" + view.to_markdown(index=False) + "\n"
-    write_text(paths.table_md, md)
-    tex = view.drop(columns=["model"]).to_latex(index=False, escape=True)
-    write_text(paths.out / "table1.tex", tex.replace("±", r"$\pm$"))
-    return df
-
-
-def _context(paths: ReportPaths, params: dict) -> str:
-    data, train, ev = params["data"], params["train"], params["evaluate"]
-    n_items = len(pd.read_csv(paths.dataset / "items.csv")) if (paths.dataset / "items.csv").exists() else "?"
+def _context(cfg: StageConfig, first_run) -> str:
+    data, train, ev = cfg.dataset, cfg.train, cfg.evaluate
     return (
-        f"Dataset: `{data['source']}`, {n_items} items, max_size {data['max_size']}, "
-        f"captions capped at {data['max_chars']} characters, seeded {1 - data['test_fraction']:.0%}/"
-        f"{data['test_fraction']:.0%} item split (seed {data['seed']}).\n"
-        f"Schedule: {train['epochs']} epochs, seq_len {train['seq_len']}, stride {train['stride']}, "
-        f"batch {train['batch_size']}, AdamW lr {train['lr']} wd {train['weight_decay']}, seed "
-        f"{train['seed']}. Paper: 200 epochs, stride 32, on the paper's 964-item dataset.\n"
-        f"Evaluation (paper protocol): {ev['checkpoint']} checkpoint, chunks of {ev['prompt_len']} prompt + "
-        f"{ev['gen_len']} generated windows every {ev['chunk_stride']} positions, "
-        f"{'all items' if ev['max_items'] == 0 else str(ev['max_items']) + ' items (seeded subset)'}; "
-        "Hamming lower is better. Held-out columns: this project's protocol (test items only, "
-        "centre tokens only, per modality).\n"
+        f"Dataset: `{data.source}` ({cfg.dataset_name}), max_size {data.max_size}, captions "
+        f"capped at {data.max_chars} characters; seed k splits the items "
+        f"{1 - data.test_fraction:.0%}/{data.test_fraction:.0%}. "
+        f"Schedule: seq_len {train.seq_len}, sample stride {train.sample_stride}, batch "
+        f"{train.batch_size}, AdamW lr {train.lr} wd {train.weight_decay}; evaluation every "
+        f"{train.eval_every} epoch(s); stop after {train.patience} evaluations without a new best "
+        f"test loss, at most {train.max_epochs} epochs. Paper: 200 epochs, stride 32, seq_len "
+        f"256, one unseeded run per row, on its 964-item dataset.\n"
+        f"Paper protocol: the {ev.checkpoint} checkpoint, chunks of {ev.prompt_len} prompt + "
+        f"{ev.gen_len} generated windows every {ev.chunk_stride} positions over "
+        f"{'every item' if ev.max_items == 0 else str(int(first_run.paper_items)) + ' items (a seeded subset, the same for every run)'}"
+        f" ({int(first_run.paper_chunks)} chunks); Hamming lower is better. Held-out protocol: "
+        f"every test item of the run's seed ({int(first_run.heldout_items)} items, "
+        f"{int(first_run.heldout_chunks)} chunks for seed {int(first_run.seed)}), centre tokens "
+        f"only, per modality."
     )
 
 
-def load_histories(paths: ReportPaths, params: dict) -> pd.DataFrame:
-    frames = []
-    for name, cfg in params["models"].items():
-        f = paths.models / name / "history.csv"
-        if f.exists():
-            h = pd.read_csv(f)
-            h["model"], h["family"] = name, FAMILY_OF[cfg["family"]]
-            frames.append(h)
-    if not frames:
-        raise FileNotFoundError(f"no history.csv under {paths.models}: run the train stages")
-    return pd.concat(frames, ignore_index=True)
+def compute_markdown(runs_: pd.DataFrame) -> str:
+    models = runs_[~runs_["baseline"]]
+    header = ["row", "seed", "epochs", "stopped by", "steps", "train s", "eval s", "device",
+              "torch", "threads", "cpu"]
+    rows = [[short_name(r.row), r.seed, r.epochs, r.stopped_by, r.steps, _fmt(r.train_seconds, 0),
+             _fmt(r.eval_seconds, 0), r.device, r.torch, r.threads, r.cpu_capability]
+            for r in models.itertuples()]
+    total_train = models["train_seconds"].sum()
+    return ("# Compute per run\n\nWall seconds of the run that first produced each run's "
+            "outputs (timings/: a re-run reproducing the same bytes keeps them). Training jobs "
+            "of one stage run in parallel worker processes, so the stage takes less than the "
+            f"sum. Sum over runs: training {total_train / 60:.0f} min.\n\n"
+            + _markdown(header, rows) + "\n")
 
 
-def figure2_training(paths: ReportPaths, params: dict) -> Path:
-    """Loss and accuracy per epoch: mean +- sd band per family, train solid, test dashed."""
-    h = load_histories(paths, params)
-    long = pd.concat([
-        pd.DataFrame({"epoch": h.epoch, "family": h.family, "model": h.model, "split": split,
-                      "loss": h[f"{prefix}loss"] if split == "test" else h["train_eval_loss"],
-                      "accuracy": h[f"{prefix}accuracy"]})
-        for split, prefix in (("train", "train_"), ("test", "test_"))
-    ], ignore_index=True)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
-        sns.lineplot(data=long, x="epoch", y=metric, hue="family", style="split",
-                     style_order=["train", "test"], palette=FAMILY_COLOURS, errorbar="sd", ax=ax)
-        ax.set(ylabel="accuracy (%)" if metric == "accuracy" else "cross-entropy loss")
-    axes[0].set_title("Loss (train = eval-mode slice of the training set)")
-    axes[1].set_title("Accuracy")
-    counts = h.groupby("family").model.nunique().to_dict()
-    fig.suptitle("Figure 2: training curves, mean ± sd over each family's rows " + str(counts))
-    return _save_figure(fig, paths.figures / "figure2_training.png")
+def curves(histories: pd.DataFrame) -> pd.DataFrame:
+    """Every run's test loss and accuracy per epoch (the top-level `dvc plots`)."""
+    out = histories[["row", "seed", "family", "epoch", "test_loss", "test_accuracy"]].copy()
+    out.insert(0, "run", out["row"] + " s" + out["seed"].astype(str))
+    return out
 
 
-def figure1_generation(paths: ReportPaths, reference_model: str, *, item: int = 0,
-                       device: str = "cpu", prompt_len: int = 64, truth_block: int = 32,
-                       gen_block: int = 8) -> Path:
-    """Figure 1: a generated sprite and caption beside the original (spec section 13).
+# ----------------------------------------------------------------------------- the stage
 
-    As published: after a `prompt_len` prompt, `gen_block` generated tokens alternate
-    with `truth_block` ground-truth tokens over the item's full length (the reference's
-    quirk of predicting before appending the preceding truth block is not copied).
-    """
-    from .checkpoint import load_model
-    from .data import load_dataset
-    from .evaluate import continuation_picture
-    from .train import resolve_device
 
-    dev = resolve_device(device)
-    model, _ = load_model(paths.models / reference_model / "last.pt", device=dev)
-    windows = load_dataset(paths.dataset).items[item]  # (L, 3, 3)
-    picture = continuation_picture(model, windows, device=dev, prompt_len=prompt_len,
-                                   truth_block=truth_block, gen_block=gen_block)
-    path = paths.figures / "figure1_generation.png"
+def write_report(root: Path, cfg: StageConfig, out_dir: Path) -> dict[str, Path]:
+    """Every artifact of the report stage for the stage's dataset; returns their paths."""
+    from pxby_lib.figures import figure2
+    from pxby_lib.models import build_model, count_parameters
+    from pxby_lib.runtime import set_threads
+
+    set_threads(1)  # Figure 1's generation: the evaluate stage's numerics
+    ds = cfg.dataset_name
+    model_rows = {r.name: r.seeds for r in cfg.rows}
+    baseline_rows = {f"baselines/{n}": cfg.seeds for n in cfg.baselines.names}
+    runs_ = collect_runs(root, ds, {**model_rows, **baseline_rows})
+    if runs_.empty:
+        raise FileNotFoundError(f"no evaluated runs under {root / 'eval' / ds}: run the pipeline")
+    parameters = {r.name: count_parameters(build_model(r.model)) for r in cfg.rows}
+    written: dict[str, Path] = {}
+    frame, md = table1(root, cfg, runs_, parameters)
+    write_text(out_dir / "table1.csv", frame.to_csv(index=False, float_format="%.4f"))
+    written["table1"] = out_dir / "table1.md"
+    write_text(written["table1"], md)
+    write_text(out_dir / "table1.tex", frame.to_latex(index=False, escape=True, float_format="%.3f"))
+
+    ran = [r for r in model_rows if (runs_["row"] == r).any()]
+    baselines = [b for b in baseline_rows if (runs_["row"] == b).any()]
+    details, summary = evaluate_claims(runs_, ran, baselines, parameters, cfg.claims)
+    write_text(out_dir / "claims.csv", details.merge(summary[["claim", "verdict"]].rename(
+        columns={"verdict": "claim_verdict"}), on="claim", how="left").to_csv(index=False, float_format="%.4f"))
+    written["claims"] = out_dir / "claims.md"
+    write_text(written["claims"], claims_markdown(details, summary, cfg.claims, ds, short_name))
+    write_text(out_dir / "compute.md", compute_markdown(runs_))
+
+    families = {r.name: FAMILY_OF[r.model.family] for r in cfg.rows}
+    histories = collect_histories(root, ds, model_rows, families)
+    write_text(out_dir / "curves.csv", curves(histories).to_csv(index=False, float_format="%.5f"))
+    figures = out_dir / "figures"
+    family_rows = _one_row_per_family(cfg, runs_)
+    one_step = (runs_[runs_["baseline"]].assign(name=lambda f: f["row"].str.split("/").str[1])
+                .groupby("name", sort=False)["one_step_acc"].mean().rename("test_accuracy").reset_index())
+    written["figure2_training"] = figure2(histories, family_rows, one_step, figures / "figure2_training.png")
+    written["figure1_generation"] = _figure1(root, cfg, figures / "figure1_generation.png")
+    written["gallery"] = _gallery(root, cfg, ran, figures / "gallery.png")
+    return written
+
+
+def _one_row_per_family(cfg: StageConfig, runs_: pd.DataFrame) -> dict[str, str]:
+    """Figure 2's rows: per family, the row with the most seeds (the reference for the RNNs)."""
+    chosen: dict[str, str] = {}
+    counts = runs_.groupby("row")["seed"].nunique()
+    for r in sorted(cfg.rows, key=lambda r: (r.name != cfg.report.reference, -counts.get(r.name, 0))):
+        family = FAMILY_OF[r.model.family]
+        if family not in chosen.values() and r.name in counts:
+            chosen[r.name] = family
+    return {row: f"{family} {short_name(row).split(' ', 1)[1]}" for row, family in chosen.items()}
+
+
+def _figure1(root: Path, cfg: StageConfig, path: Path) -> Path:
+    """Figure 1: the reference model (first seed, last checkpoint) on `report.figure1_item`,
+    8 generated tokens alternating with 32 true ones after the prompt, generated marked."""
+    from pxby_lib.atomic import atomic_path
+    from pxby_lib.checkpoint import load_model
+    from pxby_lib.dataset import load_dataset
+    from pxby_lib.render import continuation_picture
+    from pxby_lib.runtime import resolve_device
+
+    ref = cfg.models[cfg.report.reference]
+    dev = resolve_device(cfg.compute.device)
+    model, _ = load_model(runs.model_dir(root, cfg.dataset_name, ref.name, ref.seeds[0]) / "last.pt",
+                          device=dev)
+    windows = load_dataset(runs.dataset_dir(root, cfg.dataset_name)).item(cfg.report.figure1_item)
+    picture = continuation_picture(model, windows, device=dev, prompt_len=cfg.evaluate.prompt_len,
+                                   incremental=cfg.evaluate.incremental)
     with atomic_path(path) as tmp:
         picture.save(tmp, format="PNG")
     return path
 
 
-def gallery(paths: ReportPaths, params: dict, columns: int = 5) -> Path:
-    """One generated sample per model (eval/<model>/sample.png), labelled, in a grid."""
-    names = [n for n in params["models"] if (paths.eval / n / "sample.png").exists()]
-    if not names:
-        raise FileNotFoundError(f"no eval/<model>/sample.png under {paths.eval}")
-    rows = math.ceil(len(names) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.6 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, name in zip(axes.flat, names, strict=False):
-        ax.imshow(Image.open(paths.eval / name / "sample.png"))
-        ax.set_title(name, fontsize=7)
-    fig.suptitle("Generated continuations of a held-out item (64-token prompt, greedy)")
-    return _save_figure(fig, paths.figures / "gallery.png")
+def _gallery(root: Path, cfg: StageConfig, rows: list[str], path: Path) -> Path:
+    from pxby_lib.dataset import load_dataset
+    from pxby_lib.figures import gallery
+    from pxby_lib.render import render_item
+
+    samples, item = [], None
+    for row in rows:
+        f = runs.eval_dir(root, cfg.dataset_name, row) / "sample.json"
+        if f.is_file():
+            s = json.loads(f.read_text())
+            item = s["item"]
+            samples.append((short_name(row), render_item(np.asarray(s["ids"]), scale=6,
+                                                         generated=np.asarray(s["generated"], bool))))
+    if item is None:
+        raise FileNotFoundError(f"no eval/{cfg.dataset_name}/<row>/sample.json: run the evaluate stages")
+    windows = load_dataset(runs.dataset_dir(root, cfg.dataset_name)).item(item)
+    original = render_item(windows[: len(s["ids"])], scale=6)  # as long as the samples
+    title = (f"Interleaved samples of test item {item} (first seed): after a {cfg.evaluate.prompt_len}-"
+             "token prompt, 8 generated tokens (marked) alternate with 32 true ones")
+    return gallery(original, samples, path, title)

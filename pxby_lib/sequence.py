@@ -159,12 +159,16 @@ def decode_centres(centre_ids: Sequence[int]) -> DecodedItem:
 class WindowBuilder:
     """Rebuilds windows token by token from centre ids with the clean rules of section 10:
     rows end at '\\t', a part ends at '\\n', the row above is the previous row of the same
-    part (with its separator), missing neighbours are 0. push() is O(1)."""
+    part (with its separator), missing neighbours are 0. push() is O(1).
 
-    def __init__(self, history: Sequence[int] = ()):
-        # the state that pushing `history` token by token would leave (what _advance does),
+    `context`: the centre ids before the first pushed token. Only the current part's last
+    two rows matter, so it must reach back to the start of the previous row (or of the
+    part); anything older is ignored."""
+
+    def __init__(self, context: Sequence[int] = ()):
+        # the state that pushing `context` token by token would leave (what _advance does),
         # read off the separators at once: only the current part's last two rows matter
-        part = np.asarray(history, dtype=np.int64).reshape(-1)
+        part = np.asarray(context, dtype=np.int64).reshape(-1)
         ends = np.flatnonzero(part == PART_END_ID)
         if len(ends):
             part = part[ends[-1] + 1 :]
@@ -181,9 +185,9 @@ class WindowBuilder:
         elif token_id == PART_END_ID:
             self.above, self.row = [], []
 
-    def push(self, token_id: int) -> np.ndarray:
-        """Window (3, 3) uint8 of the pushed token, then advance the state."""
-        token_id = int(token_id)
+    def next_window(self) -> np.ndarray:
+        """The window (3, 3) uint8 the next token will get, its centre left 0: everything
+        the 3x3 neighbourhood says about the next position before it is known."""
         j, above = len(self.row), self.above
         window = np.zeros((3, 3), dtype=np.uint8)
         if j >= 1 and j - 1 < len(above):
@@ -194,19 +198,20 @@ class WindowBuilder:
             window[0, 2] = above[j + 1]
         if j >= 1:
             window[1, 0] = self.row[-1]
+        return window
+
+    def push(self, token_id: int) -> np.ndarray:
+        """Window (3, 3) uint8 of the pushed token, then advance the state."""
+        token_id = int(token_id)
+        window = self.next_window()
         window[1, 1] = token_id
         self._advance(token_id)
         return window
 
-    def copy(self) -> WindowBuilder:
-        new = WindowBuilder.__new__(WindowBuilder)
-        new.above, new.row = self.above, list(self.row)  # `above` is never mutated
-        return new
 
-
-def windows_from_centres(centre_ids: Sequence[int], history: Sequence[int] = ()) -> np.ndarray:
+def windows_from_centres(centre_ids: Sequence[int], context: Sequence[int] = ()) -> np.ndarray:
     """(n,) centre ids -> (n, 3, 3) uint8 windows, pushing each into a WindowBuilder."""
-    builder = WindowBuilder(history)
+    builder = WindowBuilder(context)
     out = np.zeros((len(centre_ids), 3, 3), dtype=np.uint8)
     for i, t in enumerate(centre_ids):
         out[i] = builder.push(t)

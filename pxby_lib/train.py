@@ -1,4 +1,4 @@
-"""Training with the paper's protocol (spec section 9): seeded, resumable, model-agnostic.
+"""Training with the paper's protocol (spec section 9), a stopping rule, seeded and resumable.
 
 The trainer knows nothing about the model: it needs a module mapping (B, L, 3, 3) ids to
 (B, V) next-token logits, and two `WindowSamples` datasets (train, test).
@@ -10,24 +10,31 @@ Protocol (as published):
   ceil(N_test / batch) batches of a freshly shuffled training order (a different slice
   each time), each as loss, accuracy (%) and weighted F1.
   "best" = lowest test loss among logged epochs >= 1 (strict <), "last" = final weights.
+Stopping rule (this project's; `train.patience`, the same for every row): stop after
+`patience` logged evaluations without a new best test loss, or at `max_epochs` (the
+cap), whichever comes first. patience 0 never stops early (the paper: 200 epochs).
+The final epoch is always logged. The log says which ended the run (`stopped_by`).
 What the reference did not log and we do: the real training loss of every epoch
-(`train_loss`), seconds per epoch, windows/s. The loss is averaged over samples (the
+(`train_loss`), the optimiser steps so far. The loss is averaged over samples (the
 reference divided by one batch too few when the last batch was partial; not copied).
-If `epochs` is not a multiple of `eval_every`, the final epoch is logged as well.
 
 Resume: after every epoch `resume.pt` holds weights, optimizer, both RNG states and the
 log so far. A run killed at any moment restarts from the last completed epoch and ends
 bit-identical (CPU) to an uninterrupted run.
+
+Files: last.pt, best.pt and history.csv hold no wall-clock time, so the same settings
+give the same bytes; seconds go to a timing record beside them (`runs.write_timing`).
+The train stage (`train_row`) trains a row's seeds in parallel workers (`train_job`).
 """
 
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,46 +44,29 @@ from sklearn.metrics import f1_score
 from torch import nn
 from tqdm.auto import tqdm
 
-from .atomic import atomic_path
-from .checkpoint import load_state_into, read_checkpoint, save_checkpoint
+from pxby_lib import runs
+from pxby_lib.atomic import atomic_path
+from pxby_lib.checkpoint import load_state_into, read_checkpoint, save_checkpoint
+from pxby_lib.config import ModelConfig, StageConfig, TrainConfig
+from pxby_lib.runtime import progress_mode, resolve_device, say
 
-TIMING_COLUMNS = ("seconds", "windows_per_s")
 HISTORY_COLUMNS = [
-    "epoch", "train_eval_loss", "train_accuracy", "train_f1",
-    "test_loss", "test_accuracy", "test_f1", "train_loss", "seconds", "windows_per_s",
+    "epoch", "steps", "train_eval_loss", "train_accuracy", "train_f1",
+    "test_loss", "test_accuracy", "test_f1", "train_loss",
 ]
+EVAL_BATCH_SIZE = 256  # batching of the evaluation passes only (no effect on values)
 
 
 @dataclass
-class TrainConfig:
-    epochs: int = 200
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    eval_every: int = 5
-    seed: int = 0
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
-    eval_batch_size: int = 256  # batching of the evaluation passes only (no effect on values)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but CUDA is not available; use 'auto' or 'cpu'")
-    return torch.device(name)
-
-
-def progress_disabled() -> bool:
-    """No bars under CI, papermill (no TTY) or when PXBY_PROGRESS=0."""
-    if os.environ.get("PXBY_PROGRESS") == "1":
-        return False
-    return bool(os.environ.get("CI")) or os.environ.get("PXBY_PROGRESS") == "0" or not sys.stderr.isatty()
+class TrainResult:
+    history: pd.DataFrame  # the evaluation log, HISTORY_COLUMNS
+    stopped_by: str | None  # 'patience' | 'cap' | None (interrupted by stop_after_epoch)
+    seconds: list[float] = field(default_factory=list)  # wall time of every epoch run
 
 
 @torch.no_grad()
 def evaluate_samples(model: nn.Module, samples, indices: np.ndarray, device: torch.device,
-                     batch_size: int = 256) -> dict[str, float]:
+                     batch_size: int = EVAL_BATCH_SIZE) -> dict[str, float]:
     """Loss (mean over samples), accuracy (%) and weighted F1 on `samples[indices]`."""
     was_training = model.training
     model.eval()
@@ -112,40 +102,56 @@ def _signature(train_samples, test_samples) -> list[int]:
 
 
 def should_log(epoch: int, cfg: TrainConfig) -> bool:
-    return epoch == 0 or epoch % cfg.eval_every == 0 or epoch == cfg.epochs
+    return epoch == 0 or epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs
+
+
+def evaluations_since_best(history: list[dict], best_epoch: int) -> int:
+    """Logged evaluations after the best one (epoch 0 never counts as a best)."""
+    return sum(1 for row in history if row["epoch"] > max(best_epoch, 0))
+
+
+def stop_reason(history: list[dict], best_epoch: int, cfg: TrainConfig) -> str | None:
+    """'patience', 'cap' or None (go on), after the last logged evaluation in `history`."""
+    epoch = history[-1]["epoch"] if history else 0
+    if cfg.patience and epoch >= 1 and evaluations_since_best(history, best_epoch) >= cfg.patience:
+        return "patience"
+    if epoch >= cfg.max_epochs:
+        return "cap"
+    return None
 
 
 def train(model: nn.Module, train_samples, test_samples, cfg: TrainConfig, out_dir: str | Path,
-          *, resume_dir: str | Path | None = None, progress: bool | None = None,
-          stop_after_epoch: int | None = None) -> pd.DataFrame:
+          *, seed: int = 0, device: str = "auto", resume_dir: str | Path | None = None,
+          label: str = "", progress: bool | None = None,
+          stop_after_epoch: int | None = None) -> TrainResult:
     """Train `model` and write to `out_dir`: last.pt, best.pt, history.csv.
 
     The resume state goes to `resume_dir` (default `out_dir`); under DVC it must lie
     outside the stage's outputs, which DVC deletes before re-running a stage. A resume
     state written for other settings or another architecture is ignored (fresh start).
     Weights must already be initialised (seed before `build_model` for reproducibility).
-    Returns the evaluation log. `stop_after_epoch` exits early (used to test resuming).
+    `seed` seeds the shuffling and the dropout. Returns the log and how the run ended.
+    `stop_after_epoch` exits early, as a crash would (used to test resuming).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     resume_root = Path(resume_dir) if resume_dir is not None else out
     resume_root.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
-    model.to(device)
-    if cfg.epochs < 0 or cfg.batch_size < 1 or cfg.eval_every < 1:
-        raise ValueError(f"bad TrainConfig {cfg}: epochs >= 0, batch_size >= 1, eval_every >= 1")
+    dev = resolve_device(device)
+    model.to(dev)
     if len(train_samples) == 0 or len(test_samples) == 0:
         raise ValueError("train and test sample sets must both be non-empty")
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    shuffle = torch.Generator().manual_seed(cfg.seed)  # shuffling and eval slices
-    torch.manual_seed(cfg.seed + 1)  # dropout (Transformer); kept apart from init
+    shuffle = torch.Generator().manual_seed(seed)  # shuffling and eval slices
+    torch.manual_seed(seed + 1)  # dropout (Transformer); kept apart from init
+    settings = {"train": asdict(cfg), "seed": seed}
     history: list[dict] = []
-    best_loss, best_epoch, start_epoch = math.inf, -1, 0
+    best_loss, best_epoch, start_epoch, steps, seconds = math.inf, -1, 0, 0, []
 
     resume_path = resume_root / "resume.pt"
     state = read_checkpoint(resume_path) if resume_path.exists() else None
-    if state is not None and (state["train_config"] != asdict(cfg)
+    if state is not None and (state["settings"] != settings
                               or state["model_config"] != model.config.to_dict()
                               or state.get("data_signature") != _signature(train_samples, test_samples)):
         print(f"note: {resume_path} was written for other settings; starting over", file=sys.stderr)
@@ -156,86 +162,137 @@ def train(model: nn.Module, train_samples, test_samples, cfg: TrainConfig, out_d
         optimizer.load_state_dict(state["optimizer"])
         shuffle.set_state(state["rng"]["shuffle"])
         torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and "cuda" in state["rng"]:  # dropout draws on the GPU
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        if dev.type == "cuda" and "cuda" in state["rng"]:  # dropout draws on the GPU
+            torch.cuda.set_rng_state(state["rng"]["cuda"], dev)
         history, best_loss, best_epoch = state["history"], state["best_test_loss"], state["best_epoch"]
-        start_epoch = state["epoch"] + 1
+        steps, seconds, start_epoch = state["steps"], state["seconds"], state["epoch"] + 1
 
     n_test = len(test_samples)
     test_idx = np.arange(n_test)
     slice_batches = math.ceil(n_test / cfg.batch_size)
-    disable_bar = (not progress) if progress is not None else progress_disabled()
+    show_bars = progress_mode() == "bars" if progress is None else progress
 
-    def snapshot(epoch: int, timings: bool = False) -> dict:
-        # last.pt / best.pt leave out wall-clock columns so that the same settings give
-        # byte-identical files; resume.pt keeps them to rebuild history.csv.
+    def snapshot(epoch: int, stopped_by: str | None = None) -> dict:
         # Rows rebuilt with the module's own key strings: pickle writes a string once and
         # then refers to it, so rows restored from resume.pt (other string objects) would
         # otherwise change the bytes of a resumed run's checkpoints.
-        keep = HISTORY_COLUMNS if timings else [c for c in HISTORY_COLUMNS if c not in TIMING_COLUMNS]
-        rows = [{k: row[k] for k in keep} for row in history]
         return {
             "model_config": model.config.to_dict(),
             "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "train_config": asdict(cfg),
+            "settings": settings,
             "epoch": epoch,
-            "history": rows,
+            "steps": steps,
+            "stopped_by": stopped_by,
+            "history": [{k: row[k] for k in HISTORY_COLUMNS} for row in history],
             "best_test_loss": best_loss,
             "best_epoch": best_epoch,
         }
 
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        t0, train_loss, n_windows = time.perf_counter(), float("nan"), 0
+    stopped_by = stop_reason(history, best_epoch, cfg) if history else None
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg.max_epochs + 1):
+        if stopped_by is not None:
+            break
+        t0, train_loss = time.perf_counter(), float("nan")
         if epoch > 0:  # epoch 0 is the untrained model's evaluation
             model.train()
             order = torch.randperm(len(train_samples), generator=shuffle).numpy()
             total, count = 0.0, 0
-            bar = tqdm(range(0, len(order), cfg.batch_size), disable=disable_bar, leave=False,
-                       desc=f"epoch {epoch}/{cfg.epochs}", mininterval=1.0)
+            bar = tqdm(range(0, len(order), cfg.batch_size), disable=not show_bars, leave=False,
+                       desc=f"{label} epoch {epoch}/{cfg.max_epochs}", mininterval=1.0)
             for start in bar:
                 x, y = train_samples.batch(order[start:start + cfg.batch_size])
-                x, y = x.to(device), y.to(device)  # (B, L, 3, 3), (B,)
+                x, y = x.to(dev), y.to(dev)  # (B, L, 3, 3), (B,)
                 loss = F.cross_entropy(model(x), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 total += loss.item() * len(y)
                 count += len(y)
-                n_windows += x.shape[0] * x.shape[1]
-                bar.set_postfix(loss=f"{total / count:.3f}",
-                                win_s=f"{n_windows / (time.perf_counter() - t0):.0f}")
+                steps += 1
+                bar.set_postfix(loss=f"{total / count:.3f}")
             train_loss = total / count
         if should_log(epoch, cfg):
-            test = evaluate_samples(model, test_samples, test_idx, device, cfg.eval_batch_size)
+            test = evaluate_samples(model, test_samples, test_idx, dev)
             if epoch == 0:
                 tr = test  # as the reference's log: train columns repeat the test values
             else:
                 order = torch.randperm(len(train_samples), generator=shuffle).numpy()
-                tr = evaluate_samples(model, train_samples, order[: slice_batches * cfg.batch_size],
-                                      device, cfg.eval_batch_size)
-            seconds = time.perf_counter() - t0
+                tr = evaluate_samples(model, train_samples, order[: slice_batches * cfg.batch_size], dev)
             history.append({
-                "epoch": epoch, "train_eval_loss": tr["loss"], "train_accuracy": tr["accuracy"],
-                "train_f1": tr["f1"], "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-                "test_f1": test["f1"], "train_loss": train_loss, "seconds": seconds,
-                "windows_per_s": n_windows / seconds if n_windows else float("nan"),
+                "epoch": epoch, "steps": steps, "train_eval_loss": tr["loss"],
+                "train_accuracy": tr["accuracy"], "train_f1": tr["f1"], "test_loss": test["loss"],
+                "test_accuracy": test["accuracy"], "test_f1": test["f1"], "train_loss": train_loss,
             })
             if epoch >= 1 and test["loss"] < best_loss:
                 best_loss, best_epoch = test["loss"], epoch
                 save_checkpoint(snapshot(epoch), out / "best.pt")
             _atomic_csv(pd.DataFrame(history, columns=HISTORY_COLUMNS), out / "history.csv")
-        state = snapshot(epoch, timings=True)
+            stopped_by = stop_reason(history, best_epoch, cfg)
+            say(f"{label} epoch {epoch}/{cfg.max_epochs}: test loss {test['loss']:.4f}, "
+                f"accuracy {test['accuracy']:.1f} %, train loss {train_loss:.4f}, "
+                f"{time.perf_counter() - t0:.0f} s" + (f" (stop: {stopped_by})" if stopped_by else ""))
+        seconds.append(time.perf_counter() - t0)
+        state = snapshot(epoch)
         state["optimizer"] = optimizer.state_dict()
         state["rng"] = {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state()}
-        if device.type == "cuda":
-            state["rng"]["cuda"] = torch.cuda.get_rng_state(device)
+        if dev.type == "cuda":
+            state["rng"]["cuda"] = torch.cuda.get_rng_state(dev)
         state["data_signature"] = _signature(train_samples, test_samples)
+        state["seconds"] = seconds
         save_checkpoint(state, resume_path)
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
-            return pd.DataFrame(history, columns=HISTORY_COLUMNS)
+            return TrainResult(pd.DataFrame(history, columns=HISTORY_COLUMNS), None, seconds)
 
-    save_checkpoint(snapshot(cfg.epochs), out / "last.pt")
-    if not (out / "best.pt").exists():  # epochs == 0: nothing beat "no model"
-        save_checkpoint(snapshot(cfg.epochs), out / "best.pt")
+    final = history[-1]["epoch"] if history else epoch
+    save_checkpoint(snapshot(final, stopped_by), out / "last.pt")
+    if not (out / "best.pt").exists():  # max_epochs == 0: nothing beat "no model"
+        save_checkpoint(snapshot(final, stopped_by), out / "best.pt")
     resume_path.unlink(missing_ok=True)
-    return pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    return TrainResult(pd.DataFrame(history, columns=HISTORY_COLUMNS), stopped_by, seconds)
+
+
+# ----------------------------------------------------------------------------- the train stage
+
+
+def train_job(root: str, ds: str, row: str, model: dict, schedule: dict, seed: int,
+              test_fraction: float, device: str) -> dict[str, Any]:
+    """Train one (row, seed) run; returns how it ended."""
+    from pxby_lib.dataset import WindowSamples, load_dataset
+    from pxby_lib.models import build_model
+    from pxby_lib.runtime import numerics_record
+
+    root_path, cfg = Path(root), TrainConfig(**schedule)
+    dataset = load_dataset(runs.dataset_dir(root_path, ds))
+    train_ids, test_ids = dataset.split(seed, test_fraction)
+    train_samples = WindowSamples(dataset.items(train_ids), cfg.seq_len, cfg.sample_stride)
+    test_samples = WindowSamples(dataset.items(test_ids), cfg.seq_len, cfg.sample_stride)
+    torch.manual_seed(seed)  # weight initialisation
+    net = build_model(ModelConfig(**model))
+    out = runs.model_dir(root_path, ds, row, seed)
+    result = train(net, train_samples, test_samples, cfg, out, seed=seed, device=device,
+                         resume_dir=runs.resume_dir(root_path, ds, row, seed), label=f"{row} s{seed}")
+    last = result.history.iloc[-1]
+    ck = read_checkpoint(out / "last.pt")
+    summary = {"seed": seed, "epochs": int(ck["epoch"]), "steps": int(ck["steps"]),
+               "stopped_by": ck["stopped_by"], "best_epoch": int(ck["best_epoch"]),
+               "test_loss": float(last.test_loss), "test_accuracy": float(last.test_accuracy),
+               "n_train_samples": len(train_samples), "n_test_samples": len(test_samples)}
+    runs.write_timing(runs.timing_path(root_path, ds, row, seed, "train"),
+                 runs.file_digest(out / "last.pt", out / "best.pt"),
+                 {"seconds": float(sum(result.seconds)), "epoch_seconds": result.seconds,
+                  "device": str(next(net.parameters()).device), **numerics_record(),
+                  "epochs": summary["epochs"], "steps": summary["steps"]})
+    return summary
+
+
+def train_row(root: Path, cfg: StageConfig) -> list[dict]:
+    """Train every seed of the stage's row, `jobs.plan(cores, n_seeds)` workers at a time."""
+    from pxby_lib.jobs import plan, run_jobs
+
+    row = cfg.row
+    workers, threads = plan(cfg.compute.cores, len(row.seeds))
+    jobs = [dict(root=str(root), ds=cfg.dataset_name, row=row.name, model=row.model.to_dict(),
+                 schedule=asdict(cfg.train), seed=seed, test_fraction=cfg.dataset.test_fraction,
+                 device=cfg.compute.device) for seed in row.seeds]
+    return run_jobs(train_job, jobs, workers, threads)

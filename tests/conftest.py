@@ -1,14 +1,21 @@
 """One torch thread in tests: the machine has 2 shared cores, and tiny models run
-slower (and less predictably) with thread contention than on one thread.
+slower (and less predictably) with thread contention than on one thread. pxby_lib is
+imported before torch runs any operation, so the tests run with the pipeline's pinned
+numerics (the caps are read at the first operation, not at `import torch`).
 
 `raw_data`: the raw snapshot (data/pokemon, from data.dvc). Tests that read it FAIL, not
 skip, when it is absent: `make test` pulls it first, so a missing snapshot is a broken
 set-up, not a reason to check less."""
 
+import os
 from pathlib import Path
 
-import pytest
-import torch
+os.environ.setdefault("PXBY_PROGRESS", "0")  # no progress lines in test output
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import pxby_lib  # noqa: E402,F401  (pins the numerics before any torch operation)
 
 RAW_DATA = Path(__file__).resolve().parents[1] / "data" / "pokemon"
 

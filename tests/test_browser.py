@@ -284,6 +284,7 @@ def _workspace_copy(dest: Path) -> Path:
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     for name in ("dvc.yaml", "params.yaml"):  # repo_root() looks for dvc.yaml
         shutil.copy2(REPO / name, dest / name)
+    shutil.copytree(REPO / "profiles", dest / "profiles")  # the notebooks' quick defaults
     if (REPO / "data").exists():
         (dest / "data").symlink_to(REPO / "data", target_is_directory=True)
     return dest
@@ -501,7 +502,7 @@ def test_data_notebook_runs_through_the_ui(page: Any, lab: Lab, artifacts: Path)
     assert page.js(PROBLEMS) == [], page.js(PROBLEMS)
 
     # the data report: a markdown table whose header is the one written to report.md
-    dataset = lab.root / "scratch" / "dataset"
+    dataset = lab.root / "scratch" / "artifacts" / "pokemon"
     report = (dataset / "report.md").read_text()
     assert outputs["tables"], "no markdown table in the outputs (the data report)"
     table = max(outputs["tables"], key=lambda t: t["rows"])

@@ -13,13 +13,14 @@ import torch
 from test_incremental import random_windows  # tests/ is on sys.path (no __init__.py)
 
 from pxby_lib.checkpoint import load_model
-from pxby_lib.data import WindowSamples
+from pxby_lib.dataset import WindowSamples
 from pxby_lib.evaluate import evaluate_paper
 from pxby_lib.generate import generate
-from pxby_lib.incremental import make_stepper
 from pxby_lib.models import build_model
 from pxby_lib.models.scan import selective_scan, selective_scan_reference, selective_scan_with_state
-from pxby_lib.train import TrainConfig, resolve_device, train
+from pxby_lib.models.stepper import make_stepper
+from pxby_lib.runtime import resolve_device
+from pxby_lib.train import TrainConfig, train
 
 pytestmark = pytest.mark.cuda
 
@@ -115,15 +116,17 @@ def test_generation_and_evaluation_on_the_gpu_match_the_cpu(cfg, gpu):
 
     items = make_items(5)
     model = tiny(cfg, seed=2)
-    cpu_chunks, _ = evaluate_paper(model, items, prompt_len=8, gen_len=6, stride=10, batch_size=7)
-    gpu_chunks, _ = evaluate_paper(model.to(gpu), items, prompt_len=8, gen_len=6, stride=10,
+    ids = range(len(items))
+    cpu_chunks, _ = evaluate_paper(model, items, ids, prompt_len=8, gen_len=6, chunk_stride=10,
+                                   batch_size=7)
+    gpu_chunks, _ = evaluate_paper(model.to(gpu), items, ids, prompt_len=8, gen_len=6, chunk_stride=10,
                                    batch_size=7, device=gpu)
     pd_equal = (cpu_chunks.to_numpy() == gpu_chunks.to_numpy()).all(axis=1)
     assert pd_equal.mean() >= 0.95, f"{cfg}: {int((~pd_equal).sum())} chunks differ CPU vs GPU"
     windows = random_windows(2, 6).numpy().astype(np.uint8)
-    histories = [w[:, 1, 1] for w in windows]
-    a = generate(model, windows, histories, 5, device=gpu)
-    b = generate(model, windows, histories, 5, device=gpu, incremental=False)
+    contexts = [w[:, 1, 1] for w in windows]
+    a = generate(model, windows, contexts, 5, device=gpu)
+    b = generate(model, windows, contexts, 5, device=gpu, incremental=False)
     np.testing.assert_array_equal(a.ids, b.ids)
 
 
@@ -135,17 +138,18 @@ def test_training_on_the_gpu_resumes_exactly_and_loads_on_the_cpu(tmp_path, gpu)
         items = tiny_items(6)
         samples = (WindowSamples(items[:4], seq_len=16, stride=8),
                    WindowSamples(items[4:], seq_len=16, stride=8))
-        cfg = TrainConfig(epochs=3, batch_size=4, eval_every=1, seed=1, device="cuda")
+        cfg = TrainConfig(max_epochs=3, batch_size=4, eval_every=1)
         arch = {"family": "transformer", "depth": 1, "d_model": 16}  # dropout: the CUDA RNG
         runs = {}
         for name, stop in (("whole", None), ("killed", 1)):
             torch.manual_seed(0)
             model = build_model(arch)
-            train(model, *samples, cfg, tmp_path / name, progress=False, stop_after_epoch=stop)
+            train(model, *samples, cfg, tmp_path / name, seed=1, device="cuda", progress=False,
+                  stop_after_epoch=stop)
             if stop is not None:  # a fresh process would rebuild the model, then resume
                 torch.manual_seed(0)
                 model = build_model(arch)
-                train(model, *samples, cfg, tmp_path / name, progress=False)
+                train(model, *samples, cfg, tmp_path / name, seed=1, device="cuda", progress=False)
             runs[name] = model
         for k, v in runs["whole"].state_dict().items():
             assert torch.equal(v, runs["killed"].state_dict()[k]), k

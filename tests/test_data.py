@@ -1,4 +1,5 @@
-"""Captions, the item split, training samples and the prepare step (spec sections 6, 15)."""
+"""Captions, the item split, training samples and the prepare step (spec sections 6, 15):
+pxby_lib.captions, pxby_lib.dataset, pxby_lib.prepare."""
 
 import json
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pxby_lib import data as dt
+from pxby_lib import captions, dataset, prepare
 from pxby_lib.pixels import image_to_grid
 from pxby_lib.sequence import centres, decode_centres, encode_item
 from pxby_lib.tokenizer import PALETTE_RGB, encode_text
@@ -18,45 +19,45 @@ from pxby_lib.tokenizer import PALETTE_RGB, encode_text
 
 def test_build_caption_joins_distinct_entries_in_order():
     entries = ["It sleeps.", "It eats\nberries.", "It sleeps.", "It\u2019s \u201cnice\u201d\u2014really."]
-    assert dt.build_caption(entries, None) == "It sleeps. It eats berries. It's \"nice\" - really."
+    assert captions.build_caption(entries, None) == "It sleeps. It eats berries. It's \"nice\" - really."
 
 
 def test_build_caption_cap_keeps_whole_sentences():
     entries = ["One two three. Four five six.", "Seven eight nine ten."]
-    text = dt.build_caption(entries, 40)
+    text = captions.build_caption(entries, 40)
     assert text == "One two three. Four five six."  # 29 chars: the next sentence would pass 40
-    assert dt.build_caption(entries, 29) == "One two three. Four five six."
+    assert captions.build_caption(entries, 29) == "One two three. Four five six."
 
 
 def test_build_caption_cap_on_word_boundary_never_mid_word():
     entries = ["alpha beta gamma delta epsilon zeta eta theta"]
-    assert len(entries[0]) == 45 and dt.build_caption(entries, 45) == entries[0]
+    assert len(entries[0]) == 45 and captions.build_caption(entries, 45) == entries[0]
     for cap in range(5, 45):
-        text = dt.build_caption(entries, cap)
+        text = captions.build_caption(entries, cap)
         assert len(text) <= cap and entries[0].startswith(text)
         assert entries[0][len(text)] == " ", (cap, text)  # the cut falls on a space
-    assert dt.build_caption(entries, 16) == "alpha beta gamma"
-    assert dt.build_caption(["supercalifragilistic"], 5) == "supercalifragilistic"
+    assert captions.build_caption(entries, 16) == "alpha beta gamma"
+    assert captions.build_caption(["supercalifragilistic"], 5) == "supercalifragilistic"
 
 
 def test_build_caption_empty():
-    assert dt.build_caption([], 100) == "" and dt.build_caption(["", "  "], 100) == ""
+    assert captions.build_caption([], 100) == "" and captions.build_caption(["", "  "], 100) == ""
 
 
 # ----------------------------------------------------------------------------- split
 
 
 def test_split_items():
-    train, test = dt.split_items(964, 0.1, seed=0)
+    train, test = dataset.split_items(964, 0.1, seed=0)
     assert (len(train), len(test)) == (867, 97)  # as train_test_split(test_size=0.1)
     assert not set(train) & set(test) and sorted([*train, *test]) == list(range(964))
     assert (np.diff(train) > 0).all() and (np.diff(test) > 0).all()
-    again = dt.split_items(964, 0.1, seed=0)
+    again = dataset.split_items(964, 0.1, seed=0)
     assert np.array_equal(again[1], test)
-    other = dt.split_items(964, 0.1, seed=1)
+    other = dataset.split_items(964, 0.1, seed=1)
     assert not np.array_equal(other[1], test)
     with pytest.raises(ValueError, match="at least 2"):
-        dt.split_items(1)
+        dataset.split_items(1)
 
 
 # ----------------------------------------------------------------------------- samples
@@ -71,7 +72,7 @@ def tiny_item(centre_ids):
 
 def test_window_samples_targets_and_wrap():
     items = [tiny_item([10, 11, 12, 13, 14]), tiny_item([20, 21, 22])]
-    ds = dt.WindowSamples(items, seq_len=3, stride=2)
+    ds = dataset.WindowSamples(items, seq_len=3, stride=2)
     assert len(ds) == 5 and ds.item_of_sample.tolist() == [0, 0, 0, 1, 1]
     expected = [([10, 11, 12], 13), ([12, 13, 14], 10), ([14, 10, 11], 12),
                 ([20, 21, 22], 20), ([22, 20, 21], 22)]
@@ -84,17 +85,17 @@ def test_window_samples_targets_and_wrap():
 
 def test_window_samples_short_item_wraps_and_too_long_seq_len():
     items = [tiny_item([10, 11, 12, 13, 14]), tiny_item([20, 21, 22])]
-    ds = dt.WindowSamples(items, seq_len=4, stride=4)
+    ds = dataset.WindowSamples(items, seq_len=4, stride=4)
     x, y = ds[2]  # item 1, shorter than seq_len: wraps more than once
     assert x[:, 1, 1].tolist() == [20, 21, 22, 20] and int(y) == 21
     with pytest.raises(ValueError, match="longest, item 0, has 5 windows"):
-        dt.WindowSamples(items, seq_len=6)
+        dataset.WindowSamples(items, seq_len=6)
 
 
 def test_batch_equals_stacked_getitem():
     rng = np.random.default_rng(0)
     items = [rng.integers(0, 113, (n, 3, 3)).astype(np.uint8) for n in (40, 75, 9)]
-    ds = dt.WindowSamples(items, seq_len=16, stride=5)
+    ds = dataset.WindowSamples(items, seq_len=16, stride=5)
     assert len(ds) == 8 + 15 + 2
     idx = [3, 0, 24, 11, 11]
     x, y = ds.batch(idx)
@@ -137,25 +138,26 @@ def write_snapshot(root: Path) -> dict[int, str]:
 def test_prepare_synthetic_snapshot(tmp_path):
     src, out = tmp_path / "pokemon", tmp_path / "artifacts" / "dataset"
     skips = write_snapshot(src)
-    report = dt.prepare_dataset(src, out, max_chars=1000, test_fraction=0.34, seq_len=8)
+    report = prepare.prepare_dataset(src, out, max_chars=1000)
     assert report["n_items"] == 3 and report["n_skipped"] == 3
     for s in report["skipped"]:
         assert skips[s["id"]] in s["reason"] and f"pokemon {s['id']:03d}" in s["reason"]
     assert report["dropped_chars"] == {"'&' (AMPERSAND)": 1}
-    assert report["n_train"] + report["n_test"] == 3 and report["n_test"] >= 1
-    for f in ("windows.npy", "offsets.npy", "items.csv", "split.json", "report.json",
+    for f in ("windows.npy", "offsets.npy", "items.csv", "report.json",
               "report.md", "sprites_preview.png"):
         assert (out / f).is_file(), f
     assert "caption is empty" in (out / "report.md").read_text()
 
-    ds = dt.load_dataset(out)
-    assert len(ds) == 3 and list(ds.meta.columns[:9]) == dt.META_COLUMNS
+    ds = dataset.load_dataset(out)
+    assert len(ds) == 3 and list(ds.meta.columns[:8]) == dataset.META_COLUMNS
+    assert ds.meta["item"].tolist() == [0, 1, 2]  # the dataset index, as in every table
     assert ds.meta["id"].tolist() == [1, 2, 6] and ds.meta["name"].tolist() == ["Mon1", "Mon2", "Mon6"]
-    assert set(ds.meta.loc[ds.test_idx, "split"]) == {"test"}
-    assert len(ds.train_items) + len(ds.test_items) == 3
+    train, test = ds.split(seed=0, test_fraction=0.34)
+    assert sorted([*train, *test]) == [0, 1, 2] and len(test) == 2
+    assert [len(w) for w in ds.items(test)] == [len(ds.item(i)) for i in test]
     for k, pid in enumerate([1, 2, 6]):
         grid = image_to_grid(src / "sprites" / f"{pid:03d}.png")
-        caption, _ = encode_text(dt.build_caption(json.loads(
+        caption, _ = encode_text(captions.build_caption(json.loads(
             (src / "pokedex.jsonl").read_text().splitlines()[pid - 1])["entries"], 1000))
         assert np.array_equal(ds.item(k), encode_item(grid, caption))
         row = ds.meta.iloc[k]
@@ -166,27 +168,29 @@ def test_prepare_synthetic_snapshot(tmp_path):
     assert sum(v["count"] for v in report["palette_usage"].values()) == ds.meta["n_image"].sum() - sum(
         ds.meta["height"])  # every image token but the separators is a colour
 
-    dt.prepare_dataset(src, out, max_chars=1000, test_fraction=0.34, seq_len=8)  # replaces
+    prepare.prepare_dataset(src, out, max_chars=1000)  # replaces
     assert sorted(p.name for p in out.parent.iterdir()) == ["dataset"]  # no temp folders left
-    with pytest.raises(ValueError, match=r"longest, Mon6 \(id 6\), has 669 windows"):
-        dt.prepare_dataset(src, tmp_path / "other", max_chars=1000, seq_len=5000)
+    with pytest.raises(ValueError, match="longest, item 2, has 669 windows"):
+        dataset.WindowSamples(ds.items(), seq_len=5000)
+    with pytest.raises(ValueError, match="usable items"):  # one item cannot be split
+        prepare.prepare_dataset(src, tmp_path / "other", limit_items=1)
     assert not (tmp_path / "other").exists()
 
 
 def test_prepare_limit_items(tmp_path):
     write_snapshot(tmp_path / "pokemon")
-    report = dt.prepare_dataset(tmp_path / "pokemon", tmp_path / "ds", limit_items=2, seq_len=8)
+    report = prepare.prepare_dataset(tmp_path / "pokemon", tmp_path / "ds", limit_items=2)
     assert report["n_items"] == 2 and report["n_skipped"] == 0
 
 
 def test_load_dataset_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="run `dvc repro prepare`"):
-        dt.load_dataset(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="dvc repro prepare@<dataset>"):
+        dataset.load_dataset(tmp_path / "nowhere")
     write_snapshot(tmp_path / "pokemon")
-    dt.prepare_dataset(tmp_path / "pokemon", tmp_path / "ds", seq_len=8, test_fraction=0.34)
+    prepare.prepare_dataset(tmp_path / "pokemon", tmp_path / "ds")
     np.save(tmp_path / "ds" / "offsets.npy", np.array([0, 5]))
     with pytest.raises(ValueError, match="offsets.npy"):
-        dt.load_dataset(tmp_path / "ds")
+        dataset.load_dataset(tmp_path / "ds")
 
 
 def test_prepare_from_parquet(tmp_path):
@@ -206,8 +210,8 @@ def test_prepare_from_parquet(tmp_path):
     table = pa.table({"image": images, "caption": ["item 3x2.", "item 4x5."],
                       "pixelbyte": [w.astype(int).tolist() for w in items]})
     pq.write_table(table, tmp_path / "train.parquet")
-    report = dt.prepare_dataset(tmp_path / "train.parquet", tmp_path / "ds", seq_len=8)
-    ds = dt.load_dataset(tmp_path / "ds")
+    report = prepare.prepare_dataset(tmp_path / "train.parquet", tmp_path / "ds")
+    ds = dataset.load_dataset(tmp_path / "ds")
     assert report["n_items"] == 2 and np.array_equal(ds.windows, np.concatenate(items))
     assert ds.meta["height"].tolist() == [3, 4] and ds.meta["caption"].tolist()[1] == "item 4x5."
 
@@ -218,8 +222,8 @@ def test_prepare_gives_the_same_bytes_from_any_path_spelling(tmp_path, monkeypat
     write_snapshot(src)
     (tmp_path / "repo" / "dvc.yaml").write_text("stages: {}\n")
     monkeypatch.chdir(tmp_path / "repo")
-    dt.prepare_dataset(src, tmp_path / "a", max_chars=1000, seq_len=8)  # absolute
-    dt.prepare_dataset(Path("data/snap"), tmp_path / "b", max_chars=1000, seq_len=8)  # relative
+    prepare.prepare_dataset(src, tmp_path / "a", max_chars=1000)  # absolute
+    prepare.prepare_dataset(Path("data/snap"), tmp_path / "b", max_chars=1000)  # relative
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
     for name in files:
@@ -232,13 +236,14 @@ def test_prepare_gives_the_same_bytes_from_any_path_spelling(tmp_path, monkeypat
 
 @pytest.mark.slow
 def test_prepare_real_data(tmp_path, raw_data):
-    report = dt.prepare_dataset(raw_data, tmp_path / "dataset")
+    report = prepare.prepare_dataset(raw_data, tmp_path / "dataset")
     assert report["n_items"] + report["n_skipped"] == 649 and report["n_items"] >= 640
     assert 0.45 < report["text_share"] < 0.55
-    ds = dt.load_dataset(tmp_path / "dataset")
-    assert len(ds.test_idx) == 65 and ds.meta["height"].max() == 25
+    ds = dataset.load_dataset(tmp_path / "dataset")
+    assert len(ds.split(0, 0.1)[1]) == 65 and ds.meta["height"].max() == 25
     for k in range(len(ds)):
         d = decode_centres(centres(ds.item(k)))
         assert d.problems == [] and max(d.shape) == 25 and d.caption, k
-    samples = dt.WindowSamples(ds.train_items)
-    assert len(samples) == sum(-(-len(w) // 32) for w in ds.train_items)
+    train = ds.items(ds.split(0, 0.1)[0])
+    samples = dataset.WindowSamples(train)
+    assert len(samples) == sum(-(-len(w) // 32) for w in train)

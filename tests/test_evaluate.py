@@ -47,7 +47,7 @@ class LookupOracle(nn.Module):
         super().__init__()
         self.dummy = nn.Parameter(torch.zeros(1))
         self.table = {}
-        for i, s in paper_chunks([len(w) for w in items], P, G, STRIDE):
+        for i, s in paper_chunks(items, range(len(items)), P, G, STRIDE):
             pos = (s + np.arange(P)) % len(items[i])
             self.table[items[i][pos].tobytes()] = (items[i][:, 1, 1], s)
 
@@ -71,20 +71,24 @@ class Constant(nn.Module):
         return logits
 
 
-def test_paper_chunks_start_every_stride_positions():
-    chunks = paper_chunks([160, 81, 80, 5])
+def test_paper_chunks_start_every_stride_positions_and_keep_the_dataset_index():
+    items = [np.zeros((n, 3, 3), np.uint8) for n in (160, 81, 80, 5)]
+    chunks = paper_chunks(items, [0, 1, 2, 3])
     assert chunks.tolist() == [[0, 0], [0, 80], [1, 0], [1, 80], [2, 0], [3, 0]]
     assert chunks.dtype == np.int64
-    assert paper_chunks([]).shape == (0, 2)
+    assert paper_chunks(items, [3, 1]).tolist() == [[3, 0], [1, 0], [1, 80]]  # dataset indices
+    assert paper_chunks(items, []).shape == (0, 2)
+    with pytest.raises(ValueError, match="item ids outside 0..3"):
+        paper_chunks(items, [4])
 
 
 def test_perfect_model_scores_perfectly_including_wrapped_chunks():
     items = make_items(5)
-    chunks = paper_chunks([len(w) for w in items], P, G, STRIDE)
+    chunks = paper_chunks(items, range(len(items)), P, G, STRIDE)
     wraps = [(s + P + G) > len(items[i]) for i, s in chunks]
     assert any(wraps)  # some chunks cross the caption '\n' -> shape '(' boundary
-    per_chunk, summary = evaluate_paper(LookupOracle(items), items, prompt_len=P, gen_len=G,
-                                        stride=STRIDE, batch_size=4)
+    per_chunk, summary = evaluate_paper(LookupOracle(items), items, range(len(items)), prompt_len=P,
+                                        gen_len=G, chunk_stride=STRIDE, batch_size=4)
     assert summary["n_chunks"] == len(chunks) == len(per_chunk)
     assert (per_chunk["hamming"] == 0).all()
     np.testing.assert_allclose(per_chunk["cosine"], 1.0)
@@ -94,16 +98,17 @@ def test_perfect_model_scores_perfectly_including_wrapped_chunks():
 
 def test_batched_equals_one_by_one_and_the_reference_metrics():
     items, model = make_items(4, seed=1), tiny_model()
-    batched, summary = evaluate_paper(model, items, prompt_len=P, gen_len=G, stride=STRIDE,
-                                      batch_size=5)
-    single, _ = evaluate_one_by_one(model, items, prompt_len=P, gen_len=G, stride=STRIDE)
+    ids = range(len(items))
+    batched, summary = evaluate_paper(model, items, ids, prompt_len=P, gen_len=G,
+                                      chunk_stride=STRIDE, batch_size=5)
+    single, _ = evaluate_one_by_one(model, items, ids, prompt_len=P, gen_len=G, chunk_stride=STRIDE)
     assert batched.equals(single)
     assert batched["hamming"].between(0.01, 0.99).any()  # an untrained model: neither 0 nor 1
     # chunk 3 by hand: generate once, score with scipy / nltk (window_metrics)
     item, start = batched.loc[3, ["item", "start"]]
     w, L = items[item], len(items[item])
-    history = w[:, 1, 1][np.arange(start + P) % L]
-    out = generate_one(model, w[(start + np.arange(P)) % L], history, G)
+    context = w[:, 1, 1][np.arange(start + P) % L]
+    out = generate_one(model, w[(start + np.arange(P)) % L], context, G)
     expected = window_metrics(out.windows, w[(start + P + np.arange(G)) % L])
     assert batched.loc[3, ["hamming", "cosine", "bleu"]].tolist() == pytest.approx(expected)
     assert summary["hamming_std"] == pytest.approx(batched["hamming"].std(ddof=1))
@@ -114,7 +119,7 @@ def test_heldout_uses_test_items_and_centres_only():
     items = make_items(6, seed=2)
     test_idx = [1, 4]
     per_chunk, summary = evaluate_heldout(LookupOracle(items), items, test_idx, prompt_len=P,
-                                          gen_len=G, stride=STRIDE, batch_size=3)
+                                          gen_len=G, chunk_stride=STRIDE, batch_size=3)
     assert set(per_chunk["item"]) == {1, 4}
     assert (per_chunk["centre_acc"] == 1).all() and (per_chunk["centre_hamming"] == 0).all()
     assert summary["pixel_acc_mean"] == 1 and summary["text_bleu_mean"] == pytest.approx(1.0)
@@ -122,7 +127,7 @@ def test_heldout_uses_test_items_and_centres_only():
 
     const = FIRST_COLOR_ID  # a model that always says "colour 58"
     per_chunk, summary = evaluate_heldout(Constant(const), items, test_idx, prompt_len=P,
-                                          gen_len=G, stride=STRIDE)
+                                          gen_len=G, chunk_stride=STRIDE)
     truth, parts = [], []
     for i, s in per_chunk[["item", "start"]].to_numpy():
         pos = (s + P + np.arange(G)) % len(items[i])

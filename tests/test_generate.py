@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from pxby_lib.generate import generate, generate_one, minimal_history, next_ids, row_generators
+from pxby_lib.generate import generate, generate_one, minimal_context, next_ids, row_generators
 from pxby_lib.models import build_model
 from pxby_lib.sequence import WindowBuilder, encode_item, windows_from_centres
 from pxby_lib.tokenizer import FIRST_COLOR_ID, encode_text
@@ -43,12 +43,12 @@ class Oracle(nn.Module):
 
 
 def _prompts(items, spots, P):
-    prompts, histories = [], []
+    prompts, contexts = [], []
     for i, s in spots:
         c = items[i][:, 1, 1]
         prompts.append(items[i][s : s + P])
-        histories.append(c[: s + P])
-    return np.stack(prompts), histories
+        contexts.append(c[: s + P])
+    return np.stack(prompts), contexts
 
 
 def test_oracle_reproduces_item_windows_across_the_wrap():
@@ -66,40 +66,40 @@ def test_oracle_reproduces_item_windows_across_the_wrap():
 def test_greedy_batched_equals_one_by_one():
     items, model = make_items(4), tiny_model()
     spots = [(0, 0), (1, 5), (2, 17), (3, 30), (1, 0)]
-    prompts, histories = _prompts(items, spots, P=12)
-    batched = generate(model, prompts, histories, 9)
+    prompts, contexts = _prompts(items, spots, P=12)
+    batched = generate(model, prompts, contexts, 9)
     assert batched.ids.shape == (5, 9) and batched.ids.dtype == np.int64
     assert batched.windows.shape == (5, 9, 3, 3) and batched.windows.dtype == np.uint8
     for b in range(5):
-        one = generate_one(model, prompts[b], histories[b], 9)
+        one = generate_one(model, prompts[b], contexts[b], 9)
         np.testing.assert_array_equal(one.ids, batched.ids[b])
         np.testing.assert_array_equal(one.windows, batched.windows[b])
-    sliced = generate(model, prompts, histories, 9, batch_size=2)
+    sliced = generate(model, prompts, contexts, 9, batch_size=2)
     np.testing.assert_array_equal(sliced.ids, batched.ids)
     assert len(np.unique(batched.ids)) > 1  # rows really differ: not a constant output
 
 
 def test_sampling_with_row_generators_is_batch_independent():
     items, model = make_items(4), tiny_model(1)
-    prompts, histories = _prompts(items, [(0, 0), (1, 3), (2, 6), (3, 9)], P=8)
-    batched = generate(model, prompts, histories, 12, temperature=1.0,
+    prompts, contexts = _prompts(items, [(0, 0), (1, 3), (2, 6), (3, 9)], P=8)
+    batched = generate(model, prompts, contexts, 12, temperature=1.0,
                        generator=row_generators(7, 4))
     for b in range(4):
-        one = generate_one(model, prompts[b], histories[b], 12, temperature=1.0,
+        one = generate_one(model, prompts[b], contexts[b], 12, temperature=1.0,
                            generator=[row_generators(7, 4)[b]])
         np.testing.assert_array_equal(one.ids, batched.ids[b])
-    again = generate(model, prompts, histories, 12, temperature=1.0, generator=row_generators(7, 4))
+    again = generate(model, prompts, contexts, 12, temperature=1.0, generator=row_generators(7, 4))
     np.testing.assert_array_equal(again.ids, batched.ids)
-    other = generate(model, prompts, histories, 12, temperature=1.0, generator=row_generators(8, 4))
-    greedy = generate(model, prompts, histories, 12)
+    other = generate(model, prompts, contexts, 12, temperature=1.0, generator=row_generators(8, 4))
+    greedy = generate(model, prompts, contexts, 12)
     assert (other.ids != batched.ids).any() and (greedy.ids != batched.ids).any()
 
 
 def test_top_k_one_is_greedy_and_sampling_respects_top_k():
     items, model = make_items(2), tiny_model(2)
-    prompts, histories = _prompts(items, [(0, 0), (1, 4)], P=8)
-    greedy = generate(model, prompts, histories, 6)
-    top1 = generate(model, prompts, histories, 6, temperature=2.0, top_k=1,
+    prompts, contexts = _prompts(items, [(0, 0), (1, 4)], P=8)
+    greedy = generate(model, prompts, contexts, 6)
+    top1 = generate(model, prompts, contexts, 6, temperature=2.0, top_k=1,
                     generator=torch.Generator().manual_seed(0))
     np.testing.assert_array_equal(top1.ids, greedy.ids)
     logits = torch.tensor([[0.0, 5.0, 4.0, -1.0, 3.0]]).repeat(500, 1)
@@ -131,12 +131,12 @@ def test_generated_windows_follow_the_builder_and_model_sees_whole_sequence():
     np.testing.assert_array_equal(out.windows, windows_from_centres(out.ids, item[:P, 1, 1]))
 
 
-def test_minimal_history_continues_like_the_full_history():
+def test_minimal_context_continues_like_the_full_context():
     item = make_items(2, seed=5)[1]
     c, L = item[:, 1, 1], len(item)
     unrolled = np.concatenate([c, c])
     for s in range(1, L + 5):
-        short = minimal_history(unrolled[:s])
+        short = minimal_context(unrolled[:s])
         assert len(short) <= len(unrolled[:s])
         full_b, short_b = WindowBuilder(unrolled[:s]), WindowBuilder(short)
         for t in unrolled[s : s + 12]:

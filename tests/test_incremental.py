@@ -1,18 +1,16 @@
-"""Incremental steppers == the full forward, step by step, for every family and direction."""
+"""Each family's stepper (its sequential path, next to its forward pass) == the full
+forward, step by step, for every family and direction."""
 
 import numpy as np
 import pytest
 import torch
 
 from pxby_lib.generate import generate
-from pxby_lib.incremental import (
-    FullRecompute,
-    RNNStepper,
-    SSMStepper,
-    TransformerStepper,
-    make_stepper,
-)
 from pxby_lib.models import build_model
+from pxby_lib.models.rnn import RNNStepper
+from pxby_lib.models.ssm import SSMStepper
+from pxby_lib.models.stepper import FullRecompute, make_stepper
+from pxby_lib.models.transformer import TransformerStepper
 from pxby_lib.sequence import windows_from_centres
 
 CONFIGS = [
@@ -74,9 +72,9 @@ def test_stepper_logits_equal_the_full_forward_at_every_step(cfg, kind):
 def test_incremental_generation_gives_the_full_recompute_ids(cfg):
     model = tiny(cfg, seed=1)
     windows = random_windows(6, 9, seed=1).numpy().astype(np.uint8)
-    histories = [w[:, 1, 1] for w in windows]
-    fast = generate(model, windows, histories, 12, batch_size=4)
-    slow = generate(model, windows, histories, 12, batch_size=4, incremental=False)
+    contexts = [w[:, 1, 1] for w in windows]
+    fast = generate(model, windows, contexts, 12, batch_size=4)
+    slow = generate(model, windows, contexts, 12, batch_size=4, incremental=False)
     np.testing.assert_array_equal(fast.ids, slow.ids)
     np.testing.assert_array_equal(fast.windows, slow.windows)
 

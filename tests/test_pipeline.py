@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pxby_lib.checkpoint import read_checkpoint
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MODEL = "rnn_bi_pxby_conv_d81_s64_l2"
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("raw_data")  # fails with `make data` advic
 
 
 def make_project(dest: Path, epochs: int) -> Path:
-    """A git + DVC copy of the repository with one model and tiny settings."""
+    """A git + DVC copy of the repository with one model, one seed and tiny settings."""
     tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
                              capture_output=True, text=True, check=True).stdout.split("\n")
     for rel in filter(None, tracked):
@@ -36,10 +38,13 @@ def make_project(dest: Path, epochs: int) -> Path:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     shutil.copytree(ROOT / "data", dest / "data")
-    params = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
-    params["models"] = {MODEL: params["models"][MODEL]}
-    params["data"]["limit_items"] = 10
-    params["train"].update(epochs=epochs, eval_every=1, seq_len=32, stride=32)
+    from pxby_lib.config import load_raw
+
+    params = load_raw(ROOT / "params.yaml", ROOT / "profiles" / "smoke.yaml")
+    params["models"] = {MODEL: {**params["models"][MODEL], "seeds": [0]}}
+    params["datasets"]["pokemon"]["limit_items"] = 10
+    params["datasets"]["emoji"]["rows"] = [MODEL]
+    params["train"].update(max_epochs=epochs, patience=0, eval_every=1, seq_len=32, sample_stride=32)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], git + ["commit", "-qm", "t"]):
@@ -47,14 +52,14 @@ def make_project(dest: Path, epochs: int) -> Path:
     return dest
 
 
-def env() -> dict[str, str]:
-    e = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PXBY_PROGRESS="0")
+def env(progress: str = "0") -> dict[str, str]:
+    e = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PXBY_PROGRESS=progress)
     e["PYTHONPATH"] = str(ROOT)  # the project under test, whatever is installed
     return e
 
 
-def dvc(project: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "dvc"), *args], cwd=project, env=env(), text=True,
+def dvc(project: Path, *args: str, timeout: int = 300, progress: str = "0") -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "dvc"), *args], cwd=project, env=env(progress), text=True,
                           capture_output=True, timeout=timeout)
 
 
@@ -83,18 +88,17 @@ def test_sigkill_then_repro_resumes_to_identical_artifacts(tmp_path):
     clean = make_project(tmp_path / "clean", epochs)
     run = dvc(clean, "repro", f"train@{MODEL}")
     assert run.returncode == 0, run.stdout + run.stderr
-    out = Path("models") / MODEL
+    out = Path("models") / "pokemon" / MODEL / "s0"
 
     killed = make_project(tmp_path / "killed", epochs)
-    assert dvc(killed, "repro", "prepare").returncode == 0
+    assert dvc(killed, "repro", "prepare@pokemon").returncode == 0
     proc = subprocess.Popen([str(BIN / "dvc"), "repro", f"train@{MODEL}"], cwd=killed, env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    resume = killed / ".resume" / MODEL / "resume.pt"
+    resume = killed / ".resume" / "pokemon" / MODEL / "s0" / "resume.pt"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
         if resume.exists():
-            from pxby_lib.checkpoint import read_checkpoint
             try:
                 if read_checkpoint(resume)["epoch"] >= 2:  # mid-run: epochs 3 and 4 to go
                     break
@@ -114,18 +118,37 @@ def test_sigkill_then_repro_resumes_to_identical_artifacts(tmp_path):
     for leftover in (killed / out).glob("*"):
         assert not leftover.name.endswith(".tmp"), f"half-written file left: {leftover}"
 
-    rerun = dvc(killed, "repro", f"train@{MODEL}")
+    done = read_checkpoint(resume)["epoch"]  # the last epoch that completed before the kill
+    rerun = dvc(killed, "repro", f"train@{MODEL}", progress="lines")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert "resuming from" in (killed / "reports/notebooks/train" / f"{MODEL}.ipynb").read_text()
-    for name in ("last.pt", "best.pt", "history.csv"):
-        a, b = clean / out / name, killed / out / name
-        if name == "history.csv":  # timings differ; every measured value must not
-            import pandas as pd
-            ha, hb = pd.read_csv(a), pd.read_csv(b)
-            cols = [c for c in ha.columns if c not in ("seconds", "windows_per_s")]
-            assert ha[cols].equals(hb[cols])
-        else:
-            assert digest(a) == digest(b), f"{name} differs after resume"
+    said = rerun.stdout + rerun.stderr  # one progress line per logged epoch that ran again
+    assert f"epoch {epochs}/{epochs}" in said and f"epoch {done}/{epochs}" not in said, said
+    for name in ("last.pt", "best.pt", "history.csv"):  # no timings in any of them
+        assert digest(clean / out / name) == digest(killed / out / name), f"{name} differs after resume"
+    notebook = Path("reports/notebooks/train") / f"{MODEL}.ipynb"  # stripped: no timings
+    assert digest(clean / notebook) == digest(killed / notebook), "the executed notebooks differ"
     again = dvc(killed, "repro", f"train@{MODEL}")
-    assert again.returncode == 0 and "didn't change" in again.stdout + again.stderr or \
-        "up to date" in again.stdout + again.stderr, again.stdout + again.stderr
+    said = again.stdout + again.stderr
+    assert again.returncode == 0 and ("didn't change" in said or "up to date" in said), said
+
+
+@pytest.mark.slow
+def test_make_paper_mechanics_as_a_dvc_experiment(tmp_path):
+    """`make paper` = `dvc exp run` with profiles/paper.yaml as -S flags: on the tiny
+    project, the experiment trains with the paper's schedule (seq_len 256, stride 32, a log
+    every 5 epochs, no early stop), here cut to 2 epochs by one more flag."""
+    from pxby_lib.config import _read_yaml, set_flags
+
+    project = make_project(tmp_path / "paper", epochs=1)
+    flags = [part for flag in set_flags(_read_yaml(ROOT / "profiles" / "paper.yaml"))
+             for part in flag.split(" ", 1)]
+    run = dvc(project, "exp", "run", "-n", "paper-tiny", *flags, "-S", "train.max_epochs=2",
+              f"train@{MODEL}", timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    params = yaml.safe_load((project / "params.yaml").read_text())  # applied in the workspace
+    assert params["train"]["seq_len"] == 256 and params["train"]["sample_stride"] == 32
+    assert params["train"]["patience"] == 0 and params["evaluate"]["max_items"] == 0
+    history = (project / "models/pokemon" / MODEL / "s0/history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["0", "2"]  # epoch 0 and the final
+    shown = dvc(project, "exp", "show", "--json")
+    assert shown.returncode == 0 and "paper-tiny" in shown.stdout

@@ -1,6 +1,5 @@
 """Rendering of (possibly malformed) sequences, and the pxby-generate command end to end."""
 
-import json
 import subprocess
 import sys
 
@@ -14,7 +13,14 @@ from pxby_lib import cli
 from pxby_lib.checkpoint import save_checkpoint
 from pxby_lib.models import build_model
 from pxby_lib.pixels import grid_to_rgb
-from pxby_lib.render import MARGIN, PLACEHOLDER, render_comparison, render_item
+from pxby_lib.render import (
+    GENERATED,
+    MARGIN,
+    PLACEHOLDER,
+    render_comparison,
+    render_item,
+    token_places,
+)
 from pxby_lib.sequence import decode_centres, encode_item
 from pxby_lib.tokenizer import FIRST_COLOR_ID, PART_END_ID, ROW_SEP_ID, encode_text
 
@@ -70,6 +76,25 @@ def test_render_survives_malformed_sequences(centres):
     assert (tuple(np.asarray(img)[MARGIN + 30, img.width // 2]) == PLACEHOLDER) != has_image
 
 
+def test_generated_tokens_are_marked_on_pixels_and_characters():
+    grid, item = make_item(3)
+    ids = item[:, 1, 1]
+    plain = np.asarray(render_item(ids, scale=6))
+    none = np.asarray(render_item(ids, scale=6, generated=np.zeros(len(ids), bool)))
+    assert np.array_equal(plain, none)  # nothing generated: nothing marked
+    marked = np.asarray(render_item(ids, scale=6, generated=np.ones(len(ids), bool)))
+    magenta = (marked == np.array(GENERATED, np.uint8)).all(-1)
+    assert magenta.sum() > 0 and not (plain == np.array(GENERATED, np.uint8)).all(-1).any()
+    top = MARGIN  # the sprite (no title): every pixel gets a frame at scale 6
+    sprite = magenta[top : top + grid.shape[0] * 6]
+    assert sprite.any(axis=1).sum() >= grid.shape[0]
+    assert magenta[top + grid.shape[0] * 6 + MARGIN :].any()  # and the caption's characters
+    places = token_places(ids)
+    assert places[ids.tolist().index(ROW_SEP_ID) + 1] == (1, 1, 0)  # image row 1, column 0
+    with pytest.raises(ValueError, match="flags for"):
+        render_item(ids, generated=[True])
+
+
 def test_render_comparison_puts_both_side_by_side():
     _, a = make_item(0)
     _, b = make_item(1, h=7, w=3, caption="another one")
@@ -93,17 +118,15 @@ def checkpoint(tmp_path):
 
 
 def write_dataset(folder, items):
-    """A prepared-dataset folder (the files of data.load_dataset) holding `items`."""
+    """A prepared-dataset folder (the files of dataset.load_dataset) holding `items`."""
     folder.mkdir()
     lengths = [len(w) for w in items]
     np.save(folder / "windows.npy", np.concatenate(items).astype(np.uint8))
     np.save(folder / "offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
-    meta = pd.DataFrame({"index": range(len(items)), "id": range(1, len(items) + 1),
-                         "name": [f"mon{i}" for i in range(len(items))], "split": "train",
+    meta = pd.DataFrame({"item": range(len(items)), "id": range(1, len(items) + 1),
+                         "name": [f"mon{i}" for i in range(len(items))],
                          "n_tokens": lengths, "n_text": 0, "n_image": 0, "height": 5, "width": 4})
     meta.to_csv(folder / "items.csv", index=False)
-    (folder / "split.json").write_text(json.dumps({"train_idx": list(range(1, len(items))),
-                                                   "test_idx": [0]}))
 
 
 def test_cli_item_writes_a_comparison(checkpoint, tmp_path, capsys):

@@ -49,12 +49,12 @@ def test_reference_is_the_recurrence_written_out():
     torch.testing.assert_close(selective_scan_reference(u, delta, A, B, C, D)[0], expected)
 
 
-@pytest.mark.parametrize("chunk, block", [(1, 1), (3, 2), (4, 64), (5, 3), (32, 4)])
-def test_eager_scan_matches_reference_float64(chunk, block):
-    # L = 13 and B = 5 are multiples of neither chunk nor block: the padding is exercised
+@pytest.mark.parametrize("segment, block", [(1, 1), (3, 2), (4, 64), (5, 3), (32, 4)])
+def test_eager_scan_matches_reference_float64(segment, block):
+    # L = 13 and B = 5 are multiples of neither segment nor block: the padding is exercised
     inputs = scan_inputs(5, 13, 6, 4)
     assert_matches_reference(
-        lambda *x: selective_scan(*x, backend="eager", chunk=chunk, block=block), inputs, 1e-10)
+        lambda *x: selective_scan(*x, backend="eager", segment=segment, block=block), inputs, 1e-10)
 
 
 def test_eager_scan_matches_reference_float32_at_model_like_shapes():
@@ -69,16 +69,16 @@ def test_eager_scan_passes_gradcheck():
 
 
 def test_compiled_scan_matches_reference():
-    # torch.compile of the unrolled chunk kernels (a few seconds to compile at chunk 2)
+    # torch.compile of the unrolled segment kernels (a few seconds to compile at segment 2)
     inputs = scan_inputs(3, 7, 4, 3, seed=5)
     assert_matches_reference(
-        lambda *x: selective_scan(*x, backend="compiled", chunk=2, block=2), inputs, 1e-10)
+        lambda *x: selective_scan(*x, backend="compiled", segment=2, block=2), inputs, 1e-10)
 
 
 def test_no_grad_forward_matches():
     inputs = scan_inputs(2, 9, 4, 3, seed=6)
     with torch.no_grad():
-        y = selective_scan(*inputs, backend="eager", chunk=4)
+        y = selective_scan(*inputs, backend="eager", segment=4)
     torch.testing.assert_close(y, selective_scan_reference(*inputs).detach())
 
 

@@ -70,19 +70,18 @@ def test_synthetic_round_trip_and_builder(h, w, n):
     assert d.problems == [] and d.shape == (h, w)
     assert np.array_equal(d.grid, grid) and d.caption == decode_text(caption)
     assert np.array_equal(sq.windows_from_centres(c), windows)
-    assert np.array_equal(sq.windows_from_centres(c, history=c), windows)  # across the wrap
+    assert np.array_equal(sq.windows_from_centres(c, context=c), windows)  # across the wrap
 
 
-def test_builder_history_mid_part_and_copy():
+def test_builder_context_mid_part_and_next_window():
     c = sq.centres(HAND)
     for cut in range(len(c)):
-        rebuilt = sq.windows_from_centres(c[cut:], history=c[:cut])
+        rebuilt = sq.windows_from_centres(c[cut:], context=c[:cut])
         assert np.array_equal(rebuilt, HAND[cut:]), cut
-    b = sq.WindowBuilder(c[:12])  # inside the image, second row, after 61
-    fork = b.copy()
-    fork.push(1)
-    fork.push(99)
-    assert np.array_equal(b.push(62), HAND[12])  # the copy did not touch the original
+        ahead = sq.WindowBuilder(c[:cut]).next_window()  # what the next position shows
+        expected = HAND[cut].copy()
+        expected[1, 1] = 0
+        assert np.array_equal(ahead, expected), cut
 
 
 def test_builder_ragged_rows():
@@ -130,14 +129,16 @@ def test_decode_malformed_never_crashes():
 @pytest.fixture(scope="module")
 def real_items(tmp_path_factory, raw_data):
     """(id, grid, caption ids) computed here, and the prepared dataset's windows."""
-    from pxby_lib.data import build_caption, load_dataset, prepare_dataset
+    from pxby_lib.captions import build_caption
+    from pxby_lib.dataset import load_dataset
     from pxby_lib.pixels import image_to_grid
-    from pxby_lib.sources import load_pokedex, sprite_path
+    from pxby_lib.prepare import prepare_dataset
+    from pxby_lib.sources.pokemon import load_pokedex, sprite_path
 
     out = tmp_path_factory.mktemp("real") / "dataset"
     prepare_dataset(raw_data, out)
     ds = load_dataset(out)
-    windows = dict(zip(ds.meta["id"], ds.items))
+    windows = dict(zip(ds.meta["id"], ds.items(), strict=True))
     items = []
     for rec in load_pokedex(raw_data):
         grid = image_to_grid(sprite_path(raw_data, rec["id"]))
@@ -162,13 +163,13 @@ def test_real_builder_reconstruction_and_wrap(real_items):
     for pid, _, _, windows in real_items:
         c = sq.centres(windows)
         assert np.array_equal(sq.windows_from_centres(c), windows), pid
-        assert np.array_equal(sq.windows_from_centres(c, history=c), windows), pid
+        assert np.array_equal(sq.windows_from_centres(c, context=c), windows), pid
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_builder_from_history_equals_pushing_the_history(seed):
     # the constructor reads the state off the separators; pushing token by token is the
-    # definition (rows end at '\t', parts at '\n', histories may end anywhere)
+    # definition (rows end at '\t', parts at '\n', contexts may end anywhere)
     from pxby_lib.tokenizer import PART_END_ID, ROW_SEP_ID
 
     rng = np.random.default_rng(seed)

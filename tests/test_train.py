@@ -1,4 +1,5 @@
-"""Training: seeded determinism, resume == uninterrupted, safe checkpoints, the log's rules."""
+"""Training: seeded determinism, resume == uninterrupted, safe checkpoints, the log's rules,
+the stopping rule."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import pytest
 import torch
 
 from pxby_lib.checkpoint import load_model, load_state_into, read_checkpoint
-from pxby_lib.data import WindowSamples
+from pxby_lib.dataset import WindowSamples
 from pxby_lib.models import ModelConfig, build_model
 from pxby_lib.sequence import encode_item
 from pxby_lib.tokenizer import FIRST_COLOR_ID, encode_text
-from pxby_lib.train import HISTORY_COLUMNS, TrainConfig, train
+from pxby_lib.train import HISTORY_COLUMNS, TrainConfig, stop_reason, train
 
 TINY = ModelConfig(family="rnn", bidirectional=True, embedding="pxby", conv=True,
                    d_model=18, d_state=8, depth=1)
@@ -33,11 +34,16 @@ def samples():
     return WindowSamples(items[:4], seq_len=16, stride=8), WindowSamples(items[4:], seq_len=16, stride=8)
 
 
-def run(tmp_path, samples, cfg, name, **kw):
-    torch.manual_seed(cfg.seed)
+def schedule(**kw) -> TrainConfig:
+    return TrainConfig(**{"max_epochs": 2, "batch_size": 4, "eval_every": 1, **kw})
+
+
+def run(tmp_path, samples, cfg, name, seed=0, **kw):
+    torch.manual_seed(seed)
     model = build_model(TINY)
-    hist = train(model, *samples, cfg, tmp_path / name, progress=False, **kw)
-    return model, hist
+    result = train(model, *samples, cfg, tmp_path / name, seed=seed, device="cpu",
+                   progress=False, **kw)
+    return model, result.history
 
 
 def states_equal(a: dict, b: dict) -> bool:
@@ -45,21 +51,19 @@ def states_equal(a: dict, b: dict) -> bool:
 
 
 def test_same_seed_gives_bit_identical_weights(tmp_path, samples):
-    cfg = TrainConfig(epochs=2, batch_size=4, eval_every=1, seed=3, device="cpu")
-    m1, h1 = run(tmp_path, samples, cfg, "a")
-    m2, h2 = run(tmp_path, samples, cfg, "b")
+    cfg = schedule()
+    m1, h1 = run(tmp_path, samples, cfg, "a", seed=3)
+    m2, h2 = run(tmp_path, samples, cfg, "b", seed=3)
     assert states_equal(m1.state_dict(), m2.state_dict())
-    cols = [c for c in HISTORY_COLUMNS if c not in ("seconds", "windows_per_s")]
-    assert h1[cols].equals(h2[cols])
-    for name in ("last.pt", "best.pt"):  # the files themselves, not only the tensors
+    assert h1.equals(h2)
+    for name in ("last.pt", "best.pt", "history.csv"):  # the files themselves
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    cfg_other = TrainConfig(epochs=2, batch_size=4, eval_every=1, seed=4, device="cpu")
-    m3, _ = run(tmp_path, samples, cfg_other, "c")
+    m3, _ = run(tmp_path, samples, cfg, "c", seed=4)
     assert not states_equal(m1.state_dict(), m3.state_dict())
 
 
 def test_resume_equals_uninterrupted(tmp_path, samples):
-    cfg = TrainConfig(epochs=3, batch_size=4, eval_every=2, seed=0, device="cpu")
+    cfg = schedule(max_epochs=3, eval_every=2)
     full, h_full = run(tmp_path, samples, cfg, "full")
     # interrupted after epoch 1, then started again (new process = new model object)
     run(tmp_path, samples, cfg, "resumed", stop_after_epoch=1)
@@ -67,10 +71,10 @@ def test_resume_equals_uninterrupted(tmp_path, samples):
     assert not (tmp_path / "resumed" / "last.pt").exists()
     torch.manual_seed(12345)  # a different init must not matter: the resume state wins
     resumed = build_model(TINY)
-    h_res = train(resumed, *samples, cfg, tmp_path / "resumed", progress=False)
+    h_res = train(resumed, *samples, cfg, tmp_path / "resumed", seed=0, device="cpu",
+                  progress=False).history
     assert states_equal(full.state_dict(), resumed.state_dict())
-    cols = [c for c in HISTORY_COLUMNS if c not in ("seconds", "windows_per_s")]
-    assert h_full[cols].equals(h_res[cols])
+    assert h_full.equals(h_res)
     assert not (tmp_path / "resumed" / "resume.pt").exists()
     for name in ("last.pt", "best.pt"):  # byte-identical files, not only equal tensors
         assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes()
@@ -80,16 +84,16 @@ def test_resume_equals_uninterrupted(tmp_path, samples):
 
 
 def test_resume_state_for_other_settings_is_ignored(tmp_path, samples):
-    cfg = TrainConfig(epochs=2, batch_size=4, eval_every=1, seed=0, device="cpu")
+    cfg = schedule()
     run(tmp_path, samples, cfg, "x", stop_after_epoch=1)
-    other = TrainConfig(epochs=2, batch_size=4, eval_every=1, seed=0, lr=5e-4, device="cpu")
+    other = schedule(lr=5e-4)
     fresh, _ = run(tmp_path, samples, other, "fresh")
     again, _ = run(tmp_path, samples, other, "x")
     assert states_equal(fresh.state_dict(), again.state_dict())
 
 
 def test_history_follows_the_paper_log(tmp_path, samples):
-    cfg = TrainConfig(epochs=5, batch_size=4, eval_every=2, seed=0, device="cpu")
+    cfg = schedule(max_epochs=5, eval_every=2)
     _, hist = run(tmp_path, samples, cfg, "log")
     assert list(hist.columns) == HISTORY_COLUMNS
     assert hist.epoch.tolist() == [0, 2, 4, 5]  # 0, every 2, and the final epoch
@@ -97,6 +101,8 @@ def test_history_follows_the_paper_log(tmp_path, samples):
     assert first.train_eval_loss == first.test_loss and np.isnan(first.train_loss)
     assert (hist.epoch > 0).sum() == hist.train_loss.notna().sum()
     assert hist.test_accuracy.between(0, 100).all()
+    per_epoch = -(-len(samples[0]) // cfg.batch_size)
+    assert hist.steps.tolist() == [e * per_epoch for e in (0, 2, 4, 5)]
     best = read_checkpoint(tmp_path / "log" / "best.pt")
     logged = hist[hist.epoch >= 1]
     assert best["best_epoch"] == int(logged.loc[logged.test_loss.idxmin(), "epoch"])
@@ -106,7 +112,7 @@ def test_history_follows_the_paper_log(tmp_path, samples):
 
 
 def test_checkpoints_are_safe_and_checked(tmp_path, samples):
-    cfg = TrainConfig(epochs=1, batch_size=4, eval_every=1, seed=0, device="cpu")
+    cfg = schedule(max_epochs=1)
     model, _ = run(tmp_path, samples, cfg, "ck")
     loaded, meta = load_model(tmp_path / "ck" / "last.pt")
     assert states_equal(model.state_dict(), loaded.state_dict())
@@ -125,3 +131,54 @@ def test_checkpoints_are_safe_and_checked(tmp_path, samples):
         read_checkpoint(evil)
     with pytest.raises(FileNotFoundError, match="train the model first"):
         read_checkpoint(tmp_path / "missing.pt")
+
+
+# ----------------------------------------------------------------------------- stopping rule
+
+
+def log(*losses):
+    """A synthetic training log: epoch 0, 1, ... with these test losses."""
+    return [{"epoch": e, "test_loss": v} for e, v in enumerate(losses)]
+
+
+def best_of(history):
+    logged = [r for r in history if r["epoch"] >= 1]
+    return min(logged, key=lambda r: r["test_loss"])["epoch"] if logged else -1
+
+
+@pytest.mark.parametrize(("losses", "patience", "cap", "expected"), [
+    ((5.0, 3.0, 2.0, 1.9), 2, 10, None),  # still improving
+    ((5.0, 3.0, 2.0, 2.1), 2, 10, None),  # one evaluation without a new best
+    ((5.0, 3.0, 2.0, 2.1, 2.05), 2, 10, "patience"),  # two in a row: stop
+    ((5.0, 3.0, 2.0, 2.1, 1.99), 2, 10, None),  # a new best resets the count
+    ((5.0, 3.0, 3.0), 1, 10, "patience"),  # equal is not better (strict <)
+    ((5.0, 3.0, 2.0), 2, 2, "cap"),  # the cap ends an improving run
+    ((5.0, 6.0, 7.0, 8.0), 0, 3, "cap"),  # patience 0 never stops early (the paper)
+    ((5.0, 9.0, 9.5), 2, 10, None),  # epoch 0 is never a best: epoch 1 is
+])
+def test_stopping_rule_on_a_synthetic_log(losses, patience, cap, expected):
+    history = log(*losses)
+    cfg = TrainConfig(max_epochs=cap, patience=patience, eval_every=1)
+    assert stop_reason(history, best_of(history), cfg) == expected
+
+
+def test_training_stops_by_the_rule_and_says_so(tmp_path, samples):
+    cfg = schedule(max_epochs=30, patience=1, lr=0.05)  # a high rate: the test loss turns soon
+    _, hist = run(tmp_path, samples, cfg, "stop")
+    last = read_checkpoint(tmp_path / "stop" / "last.pt")
+    assert last["stopped_by"] == "patience" and last["epoch"] == hist.epoch.iloc[-1] < 30
+    assert hist.test_loss.iloc[-1] >= last["best_test_loss"]  # the last logged was no new best
+    assert read_checkpoint(tmp_path / "stop" / "best.pt")["epoch"] == last["best_epoch"]
+    capped = schedule(max_epochs=2, patience=5)
+    run(tmp_path, samples, capped, "cap")
+    assert read_checkpoint(tmp_path / "cap" / "last.pt")["stopped_by"] == "cap"
+
+
+def test_resume_after_the_stopping_decision_ends_the_same(tmp_path, samples):
+    cfg = schedule(max_epochs=30, patience=1, lr=0.05)
+    run(tmp_path, samples, cfg, "full")
+    stop = read_checkpoint(tmp_path / "full" / "last.pt")["epoch"]
+    run(tmp_path, samples, cfg, "cut", stop_after_epoch=stop)  # killed right after deciding
+    run(tmp_path, samples, cfg, "cut")
+    for name in ("last.pt", "best.pt", "history.csv"):
+        assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "cut" / name).read_bytes()

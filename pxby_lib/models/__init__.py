@@ -9,74 +9,16 @@ the LAST position only, and carries its `.config`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from torch import nn
+
+from pxby_lib.config import EMBEDDINGS, FAMILIES, ModelConfig
 
 from .embed import CenterEmbed, PxByEmbed
 from .rnn import RNNModel
 from .ssm import MambaBlock, SSMModel
 from .transformer import CausalTransformerModel, TransformerModel
-
-FAMILIES = ("rnn", "transformer", "transformer_causal", "ssm")
-EMBEDDINGS = ("pxby", "center")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """One row of Table 1. d_model is the table's "input embedding D", d_state its "hidden
-    state" (LSTM hidden size, or the Mamba state size N). For the transformers the
-    direction and the state do not apply (the width is (D // 4) * 4)."""
-
-    family: str  # 'rnn' | 'transformer' | 'transformer_causal' (not the paper's) | 'ssm'
-    bidirectional: bool = True
-    embedding: str = "pxby"  # 'pxby' | 'center'
-    conv: bool = True  # gated 3x3 convolution inside PxByEmbed
-    d_model: int = 81
-    d_state: int = 64
-    depth: int = 2
-    vocab_size: int = 113
-
-    def __post_init__(self) -> None:
-        def bad(key: str, allowed: str) -> ValueError:
-            value = getattr(self, key)
-            return ValueError(f"ModelConfig: {key}={value!r} ({type(value).__name__}) is "
-                              f"invalid; allowed: {allowed}")
-
-        if self.family not in FAMILIES:
-            raise bad("family", " | ".join(map(repr, FAMILIES)))
-        if self.embedding not in EMBEDDINGS:
-            raise bad("embedding", " | ".join(map(repr, EMBEDDINGS)))
-        for key in ("bidirectional", "conv"):
-            if not isinstance(getattr(self, key), bool):
-                raise bad(key, "true or false (a YAML/JSON boolean, not a string)")
-        minimum = {"d_model": 4 if self.family.startswith("transformer") else 1,
-                   "d_state": 1, "depth": 1, "vocab_size": 1}
-        for key, low in minimum.items():
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise bad(key, f"an integer >= {low}")
-        if self.family == "rnn" and self.bidirectional and self.d_state % 2:
-            raise bad("d_state", "an even integer for a bidirectional RNN (two halves)")
-        if self.embedding == "center" and self.conv:
-            raise bad("conv", "false with embedding 'center' (the conv is part of PxByEmbed)")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        """Validate a mapping (e.g. from params.yaml) into a config; ValueError names the fix."""
-        if not isinstance(d, dict):
-            raise ValueError(f"ModelConfig.from_dict: expected a mapping, got {type(d).__name__}")
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"ModelConfig: unknown key(s) {unknown}; allowed keys: {known}")
-        if "family" not in d:
-            raise ValueError(f"ModelConfig: missing key 'family'; allowed: {FAMILIES}")
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def build_model(cfg: ModelConfig | dict[str, Any]) -> nn.Module:

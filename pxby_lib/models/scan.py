@@ -5,14 +5,14 @@ Shapes everywhere: u, delta (B, L, ED); A (ED, N); B, C (B, L, N); D (ED,) -> y 
 - `selective_scan_reference`: a plain sequential loop under autograd (ground truth, slow:
   autograd keeps several (B, ED, N) tensors per step).
 - `selective_scan`: the fast path, same maths. `SelectiveScanFn` runs the time loop
-  without building a graph, one chunk of T steps at a time on blocks of batch rows laid
+  without building a graph, one segment of T steps at a time on blocks of batch rows laid
   out time-major (each step's slice is contiguous): nothing (B, L, ED, N)-sized is ever
-  materialised, only the states at chunk starts are kept, and the hand-written backward
-  recomputes each chunk's states from them and runs the reverse-time loop. The
-  per-chunk kernels come in interchangeable flavours (backends):
+  materialised, only the states at segment starts are kept, and the hand-written backward
+  recomputes each segment's states from them and runs the reverse-time loop. The
+  per-segment kernels come in interchangeable flavours (backends):
     'eager'    pure PyTorch on preallocated (T, B, ED, N) buffers (always available).
-    'compiled' the same maths unrolled over the T steps of a chunk, fused by
-               `torch.compile` into a few C++ loops per chunk (2-3x faster than 'eager'
+    'compiled' the same maths unrolled over the T steps of a segment, fused by
+               `torch.compile` into a few C++ loops per segment (2-3x faster than 'eager'
                on CPU at the reference size). Compiling costs ~20 s once per process
                (seconds when inductor's on-disk cache is warm); static shapes: the row
                blocks are padded to fixed sizes so one kernel serves every batch size.
@@ -35,11 +35,11 @@ from torch import Tensor
 
 BACKENDS = ("auto", "eager", "compiled", "cuda")
 COMPILE_MIN_ELEMENTS = 2**25  # B * L * ED * N from which 'auto' compiles (B 32, L 256: 85M)
-# Steps per chunk and batch rows per block, per backend: the backward's working set,
+# Steps per segment and batch rows per block, per backend: the backward's working set,
 # ~9 (T, rows, ED, N) buffers, must stay in cache. Tuned on a 2-core AMD EPYC (1 MiB L2
-# per core) at B 64, L 256, ED 162, N 64: 'compiled' is best with chunk 4, about 8 rows
+# per core) at B 64, L 256, ED 162, N 64: 'compiled' is best with segment 4, about 8 rows
 # per thread in the backward (16 on 2 threads) and up to 64 rows in the forward.
-CHUNK = {"eager": 8, "compiled": 4}
+SEGMENT = {"eager": 8, "compiled": 4}
 FORWARD_BLOCK = {"eager": 64, "compiled": 64}
 ROWS_PER_THREAD = 8  # 'compiled' backward block = ROWS_PER_THREAD * torch threads
 
@@ -88,14 +88,14 @@ def selective_scan_reference(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: 
     return (y, h) if return_last_state else y
 
 
-# ---- chunk kernels --------------------------------------------------------------------
-# Both flavours work on one time-major chunk: u, delta, dy (T, B, ED); A (ED, N); B, C
-# (T, B, N); D (ED,); h0 the state before the chunk (B, ED, N); carry the gradient
-# decay_{t+1} dh_{t+1} flowing back from the chunk after (B, ED, N). They write their
+# ---- segment kernels --------------------------------------------------------------------
+# Both flavours work on one time-major segment: u, delta, dy (T, B, ED); A (ED, N); B, C
+# (T, B, N); D (ED,); h0 the state before the segment (B, ED, N); carry the gradient
+# decay_{t+1} dh_{t+1} flowing back from the segment after (B, ED, N). They write their
 # results into the given output slices (no copies) and return:
 #   forward(h0, u, delta, A, B, C, D, y) -> last state; y (T, B, ED) gets C_t h_t + D u_t
 #   backward(h0, carry, u, delta, A, B, C, D, dy, d_u, d_delta, d_b, d_c, d_a) -> carry
-#     for the chunk before; d_u, d_delta (T, B, ED), d_b, d_c (T, B, N) are written and
+#     for the segment before; d_u, d_delta (T, B, ED), d_b, d_c (T, B, N) are written and
 #     dA is added to d_a (ED, N)
 
 
@@ -114,7 +114,7 @@ def _unrolled_forward(h: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor,
 def _unrolled_backward(h0: Tensor, carry: Tensor, u: Tensor, delta: Tensor, A: Tensor,
                        B: Tensor, C: Tensor, D: Tensor, dy: Tensor, d_u: Tensor,
                        d_delta: Tensor, d_b: Tensor, d_c: Tensor, d_a: Tensor) -> Tensor:
-    """Reverse-time loop, written for torch.compile (recomputes the chunk's states)."""
+    """Reverse-time loop, written for torch.compile (recomputes the segment's states)."""
     hs, decays, h = [], [], h0
     deltau = delta * u  # (T, B, ED)
     for t in range(delta.shape[0]):
@@ -143,11 +143,11 @@ def _unrolled_backward(h0: Tensor, carry: Tensor, u: Tensor, delta: Tensor, A: T
 
 
 class _EagerChunks:
-    """Chunk kernels in plain PyTorch, in place in three preallocated (T, B, ED, N) buffers
-    (fresh large tensors per chunk cost page faults: 3x slower)."""
+    """Segment kernels in plain PyTorch, in place in three preallocated (T, B, ED, N) buffers
+    (fresh large tensors per segment cost page faults: 3x slower)."""
 
-    def __init__(self, chunk: int, like: Tensor, b: int, ed: int, n: int):
-        self.decay, self.hs, self.work = (like.new_empty(chunk, b, ed, n) for _ in range(3))
+    def __init__(self, segment: int, like: Tensor, b: int, ed: int, n: int):
+        self.decay, self.hs, self.work = (like.new_empty(segment, b, ed, n) for _ in range(3))
 
     def _states(self, h0: Tensor, deltau: Tensor, delta: Tensor, A: Tensor, B: Tensor):
         decay, hs = self.decay, self.hs
@@ -191,7 +191,7 @@ class _CompiledChunks:
     forward_fn = None
     backward_fn = None
 
-    def __init__(self, chunk: int, like: Tensor, b: int, ed: int, n: int):
+    def __init__(self, segment: int, like: Tensor, b: int, ed: int, n: int):
         if _CompiledChunks.forward_fn is None:
             # static shapes: the blocks have fixed shapes, and a dynamic kernel is ~2x slower
             _CompiledChunks.forward_fn = torch.compile(_unrolled_forward, fullgraph=True,
@@ -240,21 +240,21 @@ def _from_blocks(x: Tensor, b: int, length: int) -> Tensor:
     return x.transpose(1, 2).reshape(n_blocks * block, padded_length, k)[:b, :length]
 
 
-def _scan_forward(backend: str, chunk: int, keep_states: bool, u_bl: Tensor, delta_bl: Tensor,
+def _scan_forward(backend: str, segment: int, keep_states: bool, u_bl: Tensor, delta_bl: Tensor,
                   A: Tensor, b_bl: Tensor, c_bl: Tensor, D: Tensor):
     """Blocked inputs (see _to_blocks) -> y (n_blocks, L_pad, block, ED), (if keep_states)
-    the chunk start states starts[block][chunk], each (block, ED, N): all the backward needs,
+    the segment start states starts[block][segment], each (block, ED, N): all the backward needs,
     and the final states (n_blocks * block, ED, N) (zero-padded steps leave them unchanged)."""
     n_blocks, padded, block, ed = u_bl.shape
-    kernels = _KERNELS[backend](chunk, u_bl, block, ed, A.shape[1])
+    kernels = _KERNELS[backend](segment, u_bl, block, ed, A.shape[1])
     y = torch.empty_like(u_bl)
     starts, last = [], []
     for i in range(n_blocks):
         h = u_bl.new_zeros(block, ed, A.shape[1])  # (block, ED, N)
         starts.append([])
-        # per-chunk views made once (slicing in the loop costs as much as a small kernel)
-        chunks = [x[i].split(chunk) for x in (u_bl, delta_bl, b_bl, c_bl, y)]
-        for u, delta, b_c, c_c, y_c in zip(*chunks):
+        # per-segment views made once (slicing in the loop costs as much as a small kernel)
+        segments = [x[i].split(segment) for x in (u_bl, delta_bl, b_bl, c_bl, y)]
+        for u, delta, b_c, c_c, y_c in zip(*segments):
             if keep_states:
                 starts[i].append(h)
             h = kernels.forward(h, u, delta, A, b_c, c_c, D, y_c)
@@ -262,16 +262,16 @@ def _scan_forward(backend: str, chunk: int, keep_states: bool, u_bl: Tensor, del
     return y, starts, torch.cat(last)
 
 
-def _scan_backward(backend: str, chunk: int, rows: int, starts: list[list[Tensor]],
+def _scan_backward(backend: str, segment: int, rows: int, starts: list[list[Tensor]],
                    u_bl: Tensor, delta_bl: Tensor, A: Tensor, b_bl: Tensor, c_bl: Tensor,
                    D: Tensor, dy_bl: Tensor):
-    """Reverse loop over the chunks -> du, d delta, dA, dB, dC.
+    """Reverse loop over the segments -> du, d delta, dA, dB, dC.
 
     Runs on sub-blocks of `rows` rows of the forward's blocks (a smaller working set);
     their start states are row slices of the forward's.
     """
     n_blocks, padded, block, ed = u_bl.shape
-    kernels = _KERNELS[backend](chunk, u_bl, rows, ed, A.shape[1])
+    kernels = _KERNELS[backend](segment, u_bl, rows, ed, A.shape[1])
     d_u, d_delta = torch.empty_like(u_bl), torch.empty_like(delta_bl)
     d_b, d_c = torch.empty_like(b_bl), torch.empty_like(c_bl)
     d_a = torch.zeros_like(A)
@@ -279,9 +279,9 @@ def _scan_backward(backend: str, chunk: int, rows: int, starts: list[list[Tensor
         for r0 in range(0, block, rows):
             r = slice(r0, r0 + rows)
             carry = u_bl.new_zeros(rows, ed, A.shape[1])  # nothing flows in after the end
-            # per-chunk views made once (slicing in the loop costs as much as a small kernel)
-            ins = [x[i, :, r].split(chunk) for x in (u_bl, delta_bl, b_bl, c_bl, dy_bl)]
-            outs = [x[i, :, r].split(chunk) for x in (d_u, d_delta, d_b, d_c)]
+            # per-segment views made once (slicing in the loop costs as much as a small kernel)
+            ins = [x[i, :, r].split(segment) for x in (u_bl, delta_bl, b_bl, c_bl, dy_bl)]
+            outs = [x[i, :, r].split(segment) for x in (d_u, d_delta, d_b, d_c)]
             for k in reversed(range(len(starts[i]))):
                 u, delta, b_c, c_c, dy = (x[k] for x in ins)
                 carry = kernels.backward(starts[i][k][r], carry, u, delta, A, b_c, c_c, D, dy,
@@ -305,23 +305,23 @@ def _with_fallback(ctx, run, *args):
 
 
 def _blocked_forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
-                     D: Tensor, chunk: int | None, block: int | None, keep_states: bool):
+                     D: Tensor, segment: int | None, block: int | None, keep_states: bool):
     """The forward of SelectiveScanFn and selective_scan_with_state: lay the rows out in
-    blocks, scan, and return (blocked inputs, y (B, L, ED), chunk start states, final
-    states (B, ED, N)). Sets ctx.chunk and ctx.rows (ctx.backend may fall back to eager)."""
+    blocks, scan, and return (blocked inputs, y (B, L, ED), segment start states, final
+    states (B, ED, N)). Sets ctx.segment and ctx.rows (ctx.backend may fall back to eager)."""
     b, length, _ = u.shape
-    chunk = chunk or CHUNK[ctx.backend]
+    segment = segment or SEGMENT[ctx.backend]
     rows = block or default_block(ctx.backend)
     if ctx.backend == "eager":  # no compiled shapes to keep fixed: no padding rows
         rows = min(rows, b)
         forward_block = rows * max(1, min(FORWARD_BLOCK[ctx.backend], b) // rows)
     else:  # fixed shapes (a static kernel for all batch sizes), but small B not padded far
         forward_block = rows * max(1, min(FORWARD_BLOCK[ctx.backend] // rows, -(-b // rows)))
-    padded = -(-length // chunk) * chunk
+    padded = -(-length // segment) * segment
     blocked = tuple(_to_blocks(x, forward_block, padded) for x in (u, delta, B, C))
-    ctx.chunk, ctx.rows = chunk, rows
+    ctx.segment, ctx.rows = segment, rows
     u_bl, delta_bl, b_bl, c_bl = blocked
-    y, starts, last = _with_fallback(ctx, _scan_forward, chunk, keep_states, u_bl, delta_bl,
+    y, starts, last = _with_fallback(ctx, _scan_forward, segment, keep_states, u_bl, delta_bl,
                                      A, b_bl, c_bl, D)
     return blocked, _from_blocks(y, b, length), starts, last[:b]
 
@@ -329,7 +329,7 @@ def _blocked_forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
 class SelectiveScanFn(torch.autograd.Function):
     """Chunked, graph-free selective scan with a hand-written backward.
 
-    backend: 'eager' or 'compiled'; chunk: steps per chunk; block: batch rows per block
+    backend: 'eager' or 'compiled'; segment: steps per segment; block: batch rows per block
     in the backward (the scan runs block by block so that its working set stays in
     cache; the forward uses a whole number of these blocks); fallback: go on with
     'eager' if compiling fails; keep_states: False when no backward will run.
@@ -337,10 +337,10 @@ class SelectiveScanFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
-                backend: str = "eager", chunk: int | None = None, block: int | None = None,
+                backend: str = "eager", segment: int | None = None, block: int | None = None,
                 fallback: bool = False, keep_states: bool = True) -> Tensor:
         ctx.backend, ctx.fallback = backend, fallback
-        blocked, y, starts, _ = _blocked_forward(ctx, u, delta, A, B, C, D, chunk, block,
+        blocked, y, starts, _ = _blocked_forward(ctx, u, delta, A, B, C, D, segment, block,
                                                  keep_states)
         # saved (not kept on ctx) so that autograd frees the states right after the backward
         ctx.n_blocks = len(starts)
@@ -357,7 +357,7 @@ class SelectiveScanFn(torch.autograd.Function):
         b, length, _ = dy.shape
         dy_bl = _to_blocks(dy, u_bl.shape[2], u_bl.shape[1])
         d_u, d_delta, d_a, d_b, d_c = _with_fallback(
-            ctx, _scan_backward, ctx.chunk, ctx.rows, starts, u_bl, delta_bl, A, b_bl, c_bl, D,
+            ctx, _scan_backward, ctx.segment, ctx.rows, starts, u_bl, delta_bl, A, b_bl, c_bl, D,
             dy_bl)
         d_d = (dy_bl * u_bl).sum((0, 1, 2))
         d_u, d_delta, d_b, d_c = (_from_blocks(x, b, length) for x in (d_u, d_delta, d_b, d_c))
@@ -383,7 +383,7 @@ def pick_backend(u: Tensor, n_state: int, backend: str | None = None) -> str:
 
 
 def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
-                   backend: str | None = None, chunk: int | None = None,
+                   backend: str | None = None, segment: int | None = None,
                    block: int | None = None) -> Tensor:
     """Fast selective scan, same maths as `selective_scan_reference`. (B, L, ED) -> (B, L, ED).
 
@@ -397,9 +397,9 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
                           C.transpose(1, 2), D, delta_softplus=False)  # (B, ED, L)
         return y.transpose(1, 2)
     fallback = backend in (None, "auto") and chosen == "compiled"
-    # no graph (inference, evaluation): do not keep the chunk states for a backward
+    # no graph (inference, evaluation): do not keep the segment states for a backward
     keep_states = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C, D))
-    return SelectiveScanFn.apply(u, delta, A, B, C, D, chosen, chunk, block, fallback,
+    return SelectiveScanFn.apply(u, delta, A, B, C, D, chosen, segment, block, fallback,
                                  keep_states)
 
 

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from .embed import build_embedding, check_windows
 from .scan import selective_scan, selective_scan_reference, selective_scan_with_state
+from .stepper import EmbeddedStepper
 
 if TYPE_CHECKING:
     from . import ModelConfig
@@ -66,7 +67,7 @@ class MambaBlock(nn.Module):
     # (tests/test_models.py, tests/test_incremental.py): the parallel one over a whole
     # sequence (forward, mix, ssm) and the sequential one, a position at a time (step),
     # which generation continues from the state the parallel path returns. The state
-    # after t positions: the conv window, the last K - 1 pre-conv inputs (B, ED, K-1),
+    # after t positions: the conv state, the last K - 1 pre-conv inputs (B, ED, K-1),
     # zeros before the first; and the scan state h_t (B, ED, N).
 
     def forward(self, x: Tensor) -> Tensor:
@@ -83,8 +84,8 @@ class MambaBlock(nn.Module):
             return self.out_proj(y * F.silu(z))  # (B, L, D)
         y, h = y
         k = self.conv1d.kernel_size[0]
-        window = F.pad(x, (k - 1, 0))[..., -(k - 1) :]  # (B, ED, K-1)
-        return self.out_proj(y * F.silu(z)), window, h  # (B, L, D), (B, ED, K-1), (B, ED, N)
+        conv_state = F.pad(x, (k - 1, 0))[..., -(k - 1) :]  # (B, ED, K-1)
+        return self.out_proj(y * F.silu(z)), conv_state, h  # (B, L, D), (B, ED, K-1), (B, ED, N)
 
     def ssm(self, x: Tensor, return_state: bool = False):
         """Selective SSM on x (B, L, ED) -> y (B, L, ED) [, h_L (B, ED, N) if return_state]."""
@@ -97,13 +98,13 @@ class MambaBlock(nn.Module):
             return selective_scan_with_state(x, delta, A, B, C, self.D, backend=self.scan_backend)
         return selective_scan(x, delta, A, B, C, self.D, backend=self.scan_backend)
 
-    def step(self, x_t: Tensor, window: Tensor | None = None, h: Tensor | None = None):
-        """One position x_t (B, D) after the state (window, h) (None: the zero state, i.e.
+    def step(self, x_t: Tensor, conv_state: Tensor | None = None, h: Tensor | None = None):
+        """One position x_t (B, D) after the state (conv_state, h) (None: the zero state, i.e.
         the first position): y_t (B, D) and the state after it."""
         x, z = self.in_proj(x_t).chunk(2, dim=-1)  # (B, ED) each
-        if window is None:
-            window = x.new_zeros(*x.shape, self.conv1d.kernel_size[0] - 1)  # (B, ED, K-1)
-        conv_in = torch.cat([window, x[..., None]], -1)  # (B, ED, K)
+        if conv_state is None:
+            conv_state = x.new_zeros(*x.shape, self.conv1d.kernel_size[0] - 1)  # (B, ED, K-1)
+        conv_in = torch.cat([conv_state, x[..., None]], -1)  # (B, ED, K)
         x = F.silu((conv_in * self.conv1d.weight[:, 0]).sum(-1) + self.conv1d.bias)  # (B, ED)
         delta, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(delta))  # (B, ED)
@@ -146,3 +147,65 @@ class SSMModel(nn.Module):
         for layer in self.layers[1:]:
             h = layer(h)  # no residual, no norm
         return self.head(h[:, -1])  # (B, vocab): the last position only
+
+    def stepper(self, prompts: Tensor, capacity: int) -> SSMStepper:
+        """The sequential path of generation: see `SSMStepper` (tests/test_incremental.py)."""
+        return SSMStepper(self, prompts, capacity)
+
+
+# ---- the sequential path of the whole model: one appended window at a time --------------
+
+
+# A Mamba block's state (conv state and scan state h) comes from its parallel path over
+# the prompt (`MambaBlock.mix(xz, return_state=True)`, the fast scan returning h_P), and
+# each appended window advances it with the block's sequential path (`MambaBlock.step`).
+
+
+class SSMStepper(EmbeddedStepper):
+    """SSMModel: first block (bi: LayerNorm(M(x) + flip(M(flip(x)))), uni: M(x)) -> blocks."""
+
+    def __init__(self, model: SSMModel, prompts: Tensor, capacity: int):
+        super().__init__(model, prompts, capacity)
+        self.bidirectional = model.norm is not None
+        blocks = model.layers
+        # all-causal stacks carry every block's state; bidirectional ones the first block's
+        self.carried = 1 if self.bidirectional else len(blocks)
+        h = self.emb[:, : self.n]  # (B, P, D)
+        self.states = []
+        for i, block in enumerate(blocks[: self.carried]):
+            xz = block.in_proj(h)  # (B, P, 2ED)
+            if i == 0 and self.bidirectional and len(blocks) > 1:
+                # the backward branch re-reads the first block's in_proj of every window
+                self.in_proj = xz.new_zeros(self.B, capacity, xz.shape[-1])  # (B, T, 2ED)
+                self.in_proj[:, : self.n] = xz
+            h, conv_state, state = block.mix(xz, return_state=True)  # (B, P, D), the state
+            self.states.append((conv_state, state))
+        self.last = h[:, -1]  # (B, D): output of the last carried block at the last position
+        if self.bidirectional and len(blocks) > 1:
+            self.forward_out = h.new_zeros(self.B, capacity, h.shape[-1])  # (B, T, D)
+            self.forward_out[:, : self.n] = h
+
+    def logits(self) -> Tensor:
+        model, n = self.model, self.n
+        if not self.bidirectional:
+            return model.head(self.last)  # (B, V)
+        first = model.layers[0]
+        if len(model.layers) == 1:  # backward branch at the last position: one window
+            backward_last, _, _ = first.step(self.emb[:, n - 1])  # (B, D), from the zero state
+            return model.head(model.norm(self.last + backward_last))
+        # backward branch over all n windows: the block after its (pointwise) in_proj
+        backward = first.mix(self.in_proj[:, :n].flip(1))  # (B, n, D), reversed time
+        h = model.norm(self.forward_out[:, :n] + backward.flip(1))  # (B, n, D)
+        for block in model.layers[1:]:
+            h = block(h)  # (B, n, D): no residual, no norm
+        return model.head(h[:, -1])
+
+    def _append_embedded(self, new: Tensor) -> None:
+        h = new[:, 0]  # (B, D)
+        for i, block in enumerate(self.model.layers[: self.carried]):
+            h, conv_state, state = block.step(h, *self.states[i])  # (B, D), the new state
+            self.states[i] = (conv_state, state)
+        self.last = h
+        if self.bidirectional and len(self.model.layers) > 1:
+            self.forward_out[:, self.n] = h
+            self.in_proj[:, self.n] = self.model.layers[0].in_proj(new[:, 0])

@@ -1,0 +1,116 @@
+"""The report's figures: Figure 2 (training curves), the gallery, a row's curves.
+
+Figure 1 (a generated sprite beside the original) is drawn by `render`; everything here is
+matplotlib/seaborn, saved with `save_figure` (atomic, no timestamp in the file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+
+from pxby_lib.atomic import atomic_path  # noqa: E402
+
+FAMILY_OF = {"rnn": "RNN", "ssm": "SSM", "transformer": "Att", "transformer_causal": "Att+pos"}
+FAMILY_COLOURS = {"RNN": "tab:blue", "SSM": "tab:green", "Att": "tab:red", "Att+pos": "tab:orange"}
+BASELINE_STYLES = {"most_frequent": ":", "copy": "-.", "count_pair": "--", "count_window": (0, (5, 1))}
+
+
+def save_figure(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=130, bbox_inches="tight",
+                    metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def _long(histories: pd.DataFrame) -> pd.DataFrame:
+    """One line per (run, epoch, split): loss and accuracy; train = the eval-mode slice."""
+    return pd.concat([
+        histories.assign(split="train", loss=histories.train_eval_loss,
+                         accuracy=histories.train_accuracy),
+        histories.assign(split="test", loss=histories.test_loss, accuracy=histories.test_accuracy),
+    ], ignore_index=True)
+
+
+def training_curves(histories: pd.DataFrame, title: str = ""):
+    """A row's seeds: test loss and accuracy per epoch, one line per seed (notebook 02)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    long = _long(histories)
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        sns.lineplot(data=long, x="epoch", y=metric, hue="seed", style="split",
+                     style_order=["train", "test"], palette="tab10", marker="o", ax=ax)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(ylabel="accuracy (%)" if metric == "accuracy" else "cross-entropy loss")
+    fig.suptitle(title)
+    return fig
+
+
+def figure2(histories: pd.DataFrame, rows: dict[str, str], baselines: pd.DataFrame,
+            path: Path) -> Path:
+    """Loss and accuracy per epoch for one row per family (`rows`: row -> label), mean and
+    a +-sd band over that row's seeds; train (eval-mode slice) solid, test dashed. The
+    accuracy panel puts the baselines' one-step test accuracy (mean over seeds) as
+    horizontal lines: what the next position's window gives for free.
+    `baselines`: columns name, test_accuracy."""
+    h = histories[histories["row"].isin(rows)].copy()
+    h["model"] = h["row"].map(rows)
+    long = _long(h)
+    n_seeds = h.groupby("model")["seed"].nunique().to_dict()
+    long["model"] = long["model"].map(lambda m: f"{m} ({n_seeds[m]} seeds)")
+    palette = {f"{label} ({n_seeds[label]} seeds)": FAMILY_COLOURS[label.split()[0]]
+               for label in rows.values() if label in n_seeds}
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        sns.lineplot(data=long, x="epoch", y=metric, hue="model", style="split",
+                     style_order=["train", "test"], palette=palette, errorbar="sd", ax=ax)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(ylabel="accuracy (%)" if metric == "accuracy" else "cross-entropy loss")
+    for b in baselines.itertuples():
+        axes[1].axhline(b.test_accuracy, color="0.35", lw=1.2,
+                        ls=BASELINE_STYLES.get(b.name, "-"), label=f"baseline: {b.name}")
+    handles, labels = axes[1].get_legend_handles_labels()
+    for ax in axes:
+        ax.get_legend().remove()
+    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes[0].set_title("Loss (train = eval-mode slice of the training set)")
+    axes[1].set_title("Accuracy; grey: baselines' one-step test accuracy")
+    fig.suptitle("Figure 2: training curves, mean ± sd over seeds (one row per family)")
+    return save_figure(fig, path)
+
+
+def _font(size: int = 14):
+    return ImageFont.load_default(size=size)
+
+
+def gallery(original: Image.Image, samples: Sequence[tuple[str, Image.Image]], path: Path,
+            title: str, columns: int = 4) -> Path:
+    """The original once, then every row's generated sample, each under its label, in a
+    grid of equal cells; every picture pasted at its own pixels (no resampling: all were
+    drawn at one scale)."""
+    tiles = [("original", original), *samples]
+    font, pad, label_h = _font(16), 12, 24
+    cell_w = max(im.width for _, im in tiles) + pad
+    cell_h = max(im.height for _, im in tiles) + label_h + pad
+    rows = -(-len(tiles) // columns)
+    title_h = 40
+    sheet = Image.new("RGB", (columns * cell_w + pad, title_h + rows * cell_h + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((pad, pad), title, fill="black", font=_font(18))
+    for k, (label, im) in enumerate(tiles):
+        x = pad + (k % columns) * cell_w
+        y = title_h + (k // columns) * cell_h
+        draw.text((x, y), label, fill="black", font=font)
+        sheet.paste(im, (x, y + label_h))
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG")
+    return path

@@ -1,0 +1,194 @@
+"""The evaluate and baselines stages: score runs with both protocols, per seed.
+
+`evaluate_row` scores every seed of a trained row (its `evaluate.checkpoint`), and
+`evaluate_baselines` fits every baseline on each seed's training items and scores it the
+same way, plus the one-step test accuracy of the training log. Per run they write
+per-chunk tables and a summary (`runs.eval_dir`), per row the scores averaged over seeds
+(`runs.metrics_path`, what `dvc metrics show` lists), and a generated sample.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pxby_lib import runs
+from pxby_lib.atomic import write_text
+from pxby_lib.config import EvaluateConfig, StageConfig, TrainConfig
+
+PAPER_SCORES = ("hamming", "cosine", "bleu")
+
+
+def score_run(predictor, dataset, seed: int, test_fraction: float, ev: EvaluateConfig,
+              device, out: Path) -> dict[str, Any]:
+    """Both protocols for one run (a model or a baseline): per-chunk CSVs and a summary."""
+    from pxby_lib.evaluate import evaluate_heldout, evaluate_paper, select_items
+
+    items = dataset.items()
+    _, test_ids = dataset.split(seed, test_fraction)
+    paper_ids = select_items(len(dataset), ev.max_items, ev.subset_seed)
+    kw = dict(prompt_len=ev.prompt_len, gen_len=ev.gen_len, chunk_stride=ev.chunk_stride,
+              batch_size=ev.batch_size, device=device, incremental=ev.incremental)
+    paper_chunks, paper = evaluate_paper(predictor, items, paper_ids, **kw)
+    heldout_chunks, heldout = evaluate_heldout(predictor, items, test_ids, **kw)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "chunks_paper.csv", paper_chunks.to_csv(index=False))
+    write_text(out / "chunks_heldout.csv", heldout_chunks.to_csv(index=False))
+    return {"seed": seed, "paper": paper, "heldout": heldout}
+
+
+def write_sample(model, dataset, seed: int, test_fraction: float, ev: EvaluateConfig, device,
+                 out: Path) -> None:
+    """The first test item of `seed`, generated as Figure 1 is (8 generated / 32 true tokens
+    after the prompt): `sample.png` (original | generated, generated tokens marked) and
+    `sample.json` (the ids and the mask, for the gallery)."""
+    from pxby_lib.atomic import atomic_path
+    from pxby_lib.render import interleaved_generation, render_comparison
+
+    _, test_ids = dataset.split(seed, test_fraction)
+    windows = dataset.item(int(test_ids[0]))
+    windows = windows[: ev.sample_len] if ev.sample_len else windows
+    ids, generated = interleaved_generation(model, windows, device=device,
+                                            prompt_len=ev.prompt_len, incremental=ev.incremental)
+    picture = render_comparison(windows[:, 1, 1], ids, generated=generated,
+                                titles=("original", f"prompt {ev.prompt_len}, then 8 generated / 32 true"))
+    with atomic_path(out / "sample.png") as tmp:
+        picture.save(tmp, format="PNG")
+    write_text(out / "sample.json", json.dumps({"item": int(test_ids[0]), "seed": seed,
+                                               "ids": ids.tolist(),
+                                               "generated": generated.astype(int).tolist()}) + "\n")
+
+
+def _say_scores(run: str, summary: dict) -> None:
+    from pxby_lib.runtime import say
+
+    say(f"{run}: paper BLEU {summary['paper']['bleu_mean']:.3f} ({summary['paper']['n_chunks']} "
+        f"chunks), held-out centre accuracy {summary['heldout']['centre_acc_mean']:.3f} "
+        f"({summary['heldout']['n_items']} items)")
+
+
+def _write_summary(out: Path, summary: dict) -> None:
+    from pxby_lib.evaluate import summary_to_json
+
+    summary_to_json(summary, out / "summary.json")
+
+
+def evaluate_job(root: str, ds: str, row: str, seed: int, test_fraction: float, evaluate: dict,
+                 device: str, sample: bool) -> dict[str, Any]:
+    """Score one trained (row, seed) run with both protocols."""
+    from pxby_lib.checkpoint import load_model
+    from pxby_lib.dataset import load_dataset
+    from pxby_lib.runtime import numerics_record, resolve_device
+
+    root_path, ev = Path(root), EvaluateConfig(**evaluate)
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    model, meta = load_model(runs.model_dir(root_path, ds, row, seed) / f"{ev.checkpoint}.pt", device=dev)
+    dataset = load_dataset(runs.dataset_dir(root_path, ds))
+    out = runs.eval_dir(root_path, ds, row, seed)
+    summary = score_run(model, dataset, seed, test_fraction, ev, dev, out)
+    last = meta["history"][-1]
+    summary.update(one_step={"test_loss": last["test_loss"], "test_accuracy": last["test_accuracy"]},
+                   checkpoint=ev.checkpoint, epoch=int(meta["epoch"]), steps=int(meta["steps"]),
+                   stopped_by=meta["stopped_by"])
+    _write_summary(out, summary)
+    _say_scores(f"{row} s{seed}", summary)
+    if sample:
+        write_sample(model, dataset, seed, test_fraction, ev, dev, runs.eval_dir(root_path, ds, row))
+    runs.write_timing(runs.timing_path(root_path, ds, row, seed, "evaluate"), runs.file_digest(out / "summary.json"),
+                 {"seconds": time.perf_counter() - t0, "device": str(dev), **numerics_record()})
+    return summary
+
+
+def baseline_job(root: str, ds: str, name: str, seed: int, test_fraction: float, alpha: float,
+                 schedule: dict, evaluate: dict) -> dict[str, Any]:
+    """Fit baseline `name` on seed k's training items; one-step accuracy on its test
+    samples (as in the training log) and both protocols."""
+    import torch
+
+    from pxby_lib.baselines import fit_baseline
+    from pxby_lib.dataset import WindowSamples, load_dataset
+    from pxby_lib.runtime import numerics_record
+    from pxby_lib.train import evaluate_samples
+
+    root_path, cfg, ev = Path(root), TrainConfig(**schedule), EvaluateConfig(**evaluate)
+    t0 = time.perf_counter()
+    dataset = load_dataset(runs.dataset_dir(root_path, ds))
+    train_ids, test_ids = dataset.split(seed, test_fraction)
+    baseline = fit_baseline(name, dataset.items(train_ids), alpha)
+    test_samples = WindowSamples(dataset.items(test_ids), cfg.seq_len, cfg.sample_stride)
+    one = evaluate_samples(baseline, test_samples, np.arange(len(test_samples)), torch.device("cpu"))
+    row = f"baselines/{name}"
+    out = runs.eval_dir(root_path, ds, row, seed)
+    summary = score_run(baseline, dataset, seed, test_fraction, ev, "cpu", out)
+    summary.update(one_step={"test_loss": one["loss"] if baseline.has_loss else None,
+                             "test_accuracy": one["accuracy"]})
+    _write_summary(out, summary)
+    _say_scores(f"{row} s{seed}", summary)
+    runs.write_timing(runs.timing_path(root_path, ds, row, seed, "evaluate"), runs.file_digest(out / "summary.json"),
+                 {"seconds": time.perf_counter() - t0, "device": "cpu", **numerics_record()})
+    return summary
+
+
+def evaluate_row(root: Path, cfg: StageConfig) -> list[dict]:
+    """Score every seed of the stage's trained row. Generation runs one thread per worker:
+    its small products are slower on two (measured 50x on a busy 2-core machine)."""
+    from pxby_lib.jobs import plan, run_jobs
+
+    row = cfg.row
+    workers, _ = plan(cfg.compute.cores, len(row.seeds))
+    jobs = [dict(root=str(root), ds=cfg.dataset_name, row=row.name, seed=s,
+                 test_fraction=cfg.dataset.test_fraction, evaluate=asdict(cfg.evaluate),
+                 device=cfg.compute.device, sample=i == 0) for i, s in enumerate(row.seeds)]
+    summaries = run_jobs(evaluate_job, jobs, workers, threads=1)
+    write_metrics(root, cfg.dataset_name, row.name, summaries)
+    return summaries
+
+
+def evaluate_baselines(root: Path, cfg: StageConfig) -> dict[str, list[dict]]:
+    """Fit and score every baseline for every seed of the dataset's runs."""
+    from pxby_lib.jobs import plan, run_jobs
+
+    names, seeds = cfg.baselines.names, cfg.seeds
+    jobs = [dict(root=str(root), ds=cfg.dataset_name, name=n, seed=s,
+                 test_fraction=cfg.dataset.test_fraction, alpha=cfg.baselines.alpha,
+                 schedule=asdict(cfg.train), evaluate=asdict(cfg.evaluate))
+            for n in names for s in seeds]
+    workers, _ = plan(cfg.compute.cores, len(jobs))
+    results = run_jobs(baseline_job, jobs, workers, threads=1)
+    by_name = {n: [r for j, r in zip(jobs, results, strict=True) if j["name"] == n] for n in names}
+    for n, summaries in by_name.items():
+        write_metrics(root, cfg.dataset_name, f"baselines/{n}", summaries)
+    return by_name
+
+
+def seed_mean_scores(summaries: list[dict]) -> dict[str, Any]:
+    """The scores of a row averaged over its seeds, and nothing else: what `dvc metrics
+    show` lists (short keys, so that a row fits in 200 columns). paper: the paper
+    protocol; heldout: centre accuracy overall / on pixels / on caption text, character
+    BLEU; next: one-step test accuracy (%) and loss of the training log. Counts, seeds and
+    settings are in the per-run summaries (eval/<ds>/<row>/s<k>/summary.json)."""
+    def mean(values):
+        values = [v for v in values if v is not None and np.isfinite(v)]
+        return float(np.mean(values)) if values else None
+
+    heldout = {"centre": "centre_acc", "pixel": "pixel_acc", "text": "text_acc", "text_bleu": "text_bleu"}
+    return {
+        "paper": {m: mean([s["paper"][f"{m}_mean"] for s in summaries]) for m in PAPER_SCORES},
+        "heldout": {k: mean([s["heldout"][f"{m}_mean"] for s in summaries]) for k, m in heldout.items()},
+        "next": {"acc": mean([s["one_step"]["test_accuracy"] for s in summaries]),
+                 "loss": mean([s["one_step"]["test_loss"] for s in summaries])},
+    }
+
+
+def write_metrics(root: Path, ds: str, row: str, summaries: list[dict]) -> dict[str, Any]:
+    from pxby_lib.evaluate import summary_to_json
+
+    scores = seed_mean_scores(summaries)
+    summary_to_json(scores, runs.metrics_path(root, ds, row))
+    return scores

@@ -1,0 +1,85 @@
+"""The report stage on a tiny real pipeline run in-process (the smoke profile's settings):
+Table 1 with baselines and intervals, the claims, the compute table, curves, figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pxby_lib import report, scoring
+from pxby_lib.config import stage_config
+from pxby_lib.prepare import prepare_dataset
+from pxby_lib.runs import dataset_dir, timing_path
+from pxby_lib.train import train_row
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS, PROFILE = ROOT / "params.yaml", ROOT / "profiles" / "smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, raw_data) -> Path:
+    root = tmp_path_factory.mktemp("pipeline")
+    data = stage_config("prepare", PARAMS, PROFILE, dataset="pokemon").dataset
+    prepare_dataset(raw_data, dataset_dir(root, "pokemon"), max_size=data.max_size,
+                    max_chars=data.max_chars, limit_items=data.limit_items)
+    scoring.evaluate_baselines(root, stage_config("baselines", PARAMS, PROFILE, dataset="pokemon"))
+    for row in stage_config("report", PARAMS, PROFILE, dataset="pokemon").rows:
+        train_row(root, stage_config("train", PARAMS, PROFILE, dataset="pokemon", row=row.name))
+        scoring.evaluate_row(root, stage_config("evaluate", PARAMS, PROFILE, dataset="pokemon",
+                                                row=row.name))
+    return root
+
+
+@pytest.mark.slow
+def test_report_writes_every_artifact_from_the_runs(pipeline, tmp_path):
+    cfg = stage_config("report", PARAMS, PROFILE, dataset="pokemon")
+    written = report.write_report(pipeline, cfg, tmp_path / "reports")
+    out = tmp_path / "reports"
+    for name in ("table1.md", "table1.csv", "table1.tex", "claims.md", "claims.csv", "compute.md",
+                 "curves.csv", "figures/figure1_generation.png", "figures/figure2_training.png",
+                 "figures/gallery.png"):
+        assert (out / name).stat().st_size > 0, name
+    table = pd.read_csv(out / "table1.csv")
+    rows = [r.name for r in cfg.rows]
+    baselines = [f"baselines/{n}" for n in cfg.baselines.names]
+    assert table["row"].tolist() == rows + baselines  # the baselines under the rows
+    assert table.loc[table.row.isin(baselines), "params"].isna().all()  # no parameter count
+    three = table.set_index("row").loc["rnn_bi_pxby_conv_d81_s64_l2"]
+    assert three.seeds == 3 and three.bleu_lo <= three.bleu_mean <= three.bleu_hi
+    md = written["table1"].read_text()
+    assert "†" in md  # the 1-seed row shows an item-bootstrap interval, marked
+    assert "*baseline count_window*" in md and "(3 of 3 capped)" in md
+    claims = pd.read_csv(out / "claims.csv")
+    assert set(claims["claim"]) == {"C1", "C2", "C3", "C4", "C5", "C6"}
+    assert "no verdict" in set(claims["verdict"])  # rows not run in this profile
+    assert (claims.loc[claims.seeds >= 3, "verdict"] != "no verdict").all()
+    text = written["claims"].read_text()
+    assert "Rule (fixed in params.yaml" in text and "C7 (parameter counts)" in text
+    curves = pd.read_csv(out / "curves.csv")
+    assert list(curves.columns) == ["run", "row", "seed", "family", "epoch", "test_loss", "test_accuracy"]
+    assert curves["run"].nunique() == sum(len(r.seeds) for r in cfg.rows)
+    compute = (out / "compute.md").read_text()
+    assert "| threads |" in compute and "AVX2" in compute
+    with Image.open(out / "figures" / "gallery.png") as im:
+        assert im.width > 600 and im.height > 200  # the original and 5 samples
+
+
+@pytest.mark.slow
+def test_the_report_is_deterministic_and_timings_keep_the_first_run(pipeline, tmp_path):
+    cfg = stage_config("report", PARAMS, PROFILE, dataset="pokemon")
+    report.write_report(pipeline, cfg, tmp_path / "a")
+    report.write_report(pipeline, cfg, tmp_path / "b")
+    for f in sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    # re-training a row with the same settings reproduces its bytes, so its timing record
+    # (how long the run that made them took) is kept, not rewritten
+    record = timing_path(pipeline, "pokemon", "rnn_bi_center_d81_s64_l2", 0, "train")
+    before = record.read_bytes()
+    train_row(pipeline, stage_config("train", PARAMS, PROFILE, dataset="pokemon",
+                                     row="rnn_bi_center_d81_s64_l2"))
+    assert record.read_bytes() == before
+    assert json.loads(before)["seconds"] > 0
