@@ -77,6 +77,13 @@ def combine(verdicts: list[str]) -> str:
     return words.pop() if len(words) == 1 else "mixed"
 
 
+def tally(verdicts: list[str]) -> str:
+    """How many comparisons got each word, most frequent first: '25 contradicted, 1 inconclusive'."""
+    counts = pd.Series(verdicts, dtype=object).value_counts(sort=False)
+    counts = counts.sort_values(ascending=False, kind="stable")
+    return ", ".join(f"{n} {word}" for word, n in counts.items())
+
+
 def _values(scores: pd.DataFrame, row: str, score: str) -> dict[int, float]:
     """seed -> score of a row's runs (`scores`: columns row, seed, <score>...)."""
     sub = scores[scores["row"] == row]
@@ -128,14 +135,16 @@ def evaluate_claims(scores: pd.DataFrame, rows: list[str], baselines: list[str],
             summary.append({"claim": claim.id, "text": claim.text, "paper": claim.paper,
                             "ours": f"true of {under} of {len(counted)} rows "
                                     f"(largest {max(counted.values()):,})",
-                            "verdict": "supported" if under == len(counted) else "contradicted"})
+                            "verdict": "supported" if under == len(counted) else "contradicted",
+                            "comparisons": f"{len(counted)} rows counted"})
             continue
         mine = details[details["claim"] == claim.id]
         ours = "; ".join(
             f"{r.score}: {r.a} - {r.b} = {Interval(r.difference, r.lo, r.hi, r.seeds).text()} "
             f"({r.seeds} seeds)" for r in mine.itertuples() if r.seeds > 0) or "rows not run"
         summary.append({"claim": claim.id, "text": claim.text, "paper": claim.paper,
-                        "ours": ours, "verdict": combine(list(mine["verdict"]))})
+                        "ours": ours, "verdict": combine(list(mine["verdict"])),
+                        "comparisons": tally(list(mine["verdict"]))})
     return details, pd.DataFrame(summary)
 
 
@@ -152,9 +161,10 @@ def claims_markdown(details: pd.DataFrame, summary: pd.DataFrame, cfg: ClaimsCon
         f"inconclusive. Margins: held-out centre accuracy {cfg.margin_centre_acc}, paper BLEU "
         f"{cfg.margin_bleu}. Fewer than {cfg.min_seeds} seeds on a side: no verdict. A claim "
         "combines its comparisons: one word if they agree, else mixed.", "",
-        "| claim | paper's evidence | verdict |", "|---|---|---|",
+        "| claim | paper's evidence | verdict | comparisons |", "|---|---|---|---|",
     ]
-    lines += [f"| {s.claim}: {s.text} | {s.paper} | **{s.verdict}** |" for s in summary.itertuples()]
+    lines += [f"| {s.claim}: {s.text} | {s.paper} | **{s.verdict}** | {s.comparisons} |"
+              for s in summary.itertuples()]
     lines += ["", "## Every comparison", "",
               "| claim | A | B | score | seeds | A - B [95% CI] | verdict |",
               "|---|---|---|---|---|---|---|"]

@@ -58,10 +58,10 @@ def training_curves(histories: pd.DataFrame, title: str = ""):
 def figure2(histories: pd.DataFrame, rows: dict[str, str], baselines: pd.DataFrame,
             path: Path) -> Path:
     """Loss and accuracy per epoch for one row per family (`rows`: row -> label), mean and
-    a +-sd band over that row's seeds; train (eval-mode slice) solid, test dashed. The
-    accuracy panel puts the baselines' one-step test accuracy (mean over seeds) as
-    horizontal lines: what the next position's window gives for free.
-    `baselines`: columns name, test_accuracy."""
+    a +-sd band over that row's seeds; train (eval-mode slice) solid, test dashed. Both
+    panels put the baselines' one-step test loss and accuracy (mean over seeds) as grey
+    horizontal lines: what the next position's window gives for free (`copy` has no
+    loss: it gives no probabilities). `baselines`: columns name, test_loss, test_accuracy."""
     h = histories[histories["row"].isin(rows)].copy()
     h["model"] = h["row"].map(rows)
     long = _long(h)
@@ -76,15 +76,20 @@ def figure2(histories: pd.DataFrame, rows: dict[str, str], baselines: pd.DataFra
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(ylabel="accuracy (%)" if metric == "accuracy" else "cross-entropy loss")
     for b in baselines.itertuples():
-        axes[1].axhline(b.test_accuracy, color="0.35", lw=1.2,
-                        ls=BASELINE_STYLES.get(b.name, "-"), label=f"baseline: {b.name}")
+        style = {"color": "0.35", "lw": 1.2, "ls": BASELINE_STYLES.get(b.name, "-"),
+                 "label": f"baseline: {b.name}"}
+        axes[1].axhline(b.test_accuracy, **style)
+        if pd.notna(b.test_loss):
+            axes[0].axhline(b.test_loss, **style)
     handles, labels = axes[1].get_legend_handles_labels()
     for ax in axes:
         ax.get_legend().remove()
-    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes[1].legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     axes[0].set_title("Loss (train = eval-mode slice of the training set)")
-    axes[1].set_title("Accuracy; grey: baselines' one-step test accuracy")
-    fig.suptitle("Figure 2: training curves, mean ± sd over seeds (one row per family)")
+    axes[1].set_title("Accuracy")
+    fig.suptitle("Figure 2: training curves, mean ± sd over seeds (one row per family); "
+                 "grey: the baselines' one-step test loss and accuracy")
+    fig.tight_layout()
     return save_figure(fig, path)
 
 

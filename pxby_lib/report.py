@@ -237,7 +237,8 @@ def compute_markdown(runs_: pd.DataFrame) -> str:
     models = runs_[~runs_["baseline"]]
     header = ["row", "seed", "epochs", "stopped by", "steps", "train s", "eval s", "device",
               "torch", "threads", "cpu"]
-    rows = [[short_name(r.row), r.seed, r.epochs, r.stopped_by, r.steps, _fmt(r.train_seconds, 0),
+    rows = [[short_name(r.row), r.seed, _fmt(r.epochs, 0), r.stopped_by, _fmt(r.steps, 0),
+             _fmt(r.train_seconds, 0),
              _fmt(r.eval_seconds, 0), r.device, r.torch, r.threads, r.cpu_capability]
             for r in models.itertuples()]
     total_train = models["train_seconds"].sum()
@@ -294,7 +295,9 @@ def write_report(root: Path, cfg: StageConfig, out_dir: Path) -> dict[str, Path]
     figures = out_dir / "figures"
     family_rows = _one_row_per_family(cfg, runs_)
     one_step = (runs_[runs_["baseline"]].assign(name=lambda f: f["row"].str.split("/").str[1])
-                .groupby("name", sort=False)["one_step_acc"].mean().rename("test_accuracy").reset_index())
+                .groupby("name", sort=False)[["one_step_loss", "one_step_acc"]].mean()
+                .rename(columns={"one_step_loss": "test_loss", "one_step_acc": "test_accuracy"})
+                .reset_index())
     written["figure2_training"] = figure2(histories, family_rows, one_step, figures / "figure2_training.png")
     written["figure1_generation"] = _figure1(root, cfg, figures / "figure1_generation.png")
     written["gallery"] = _gallery(root, cfg, ran, figures / "gallery.png")

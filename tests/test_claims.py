@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pxby_lib.claims import BEST_BASELINE, CLAIMS, REF, combine, evaluate_claims
+from pxby_lib.claims import BEST_BASELINE, CLAIMS, REF, combine, evaluate_claims, tally
 from pxby_lib.config import ClaimsConfig
 
 ROWS = sorted({r for c in CLAIMS for pair in c.pairs for r in pair} - {BEST_BASELINE})
@@ -36,6 +36,12 @@ def test_claims_follow_the_differences_they_are_built_from():
     assert verdicts["C2"] == "contradicted"
     assert verdicts["C5"] == "supported"  # the variants equal the reference within the margin
     assert verdicts["C6"] == "contradicted"  # every row below the best baseline
+    # the tally counts the comparisons behind a verdict: C6 has one per row and score,
+    # the single-seed rows' without a verdict
+    c6 = details[details["claim"] == "C6"]["verdict"].value_counts()
+    assert summary.set_index("claim").loc["C6", "comparisons"] == tally(list(details.loc[
+        details["claim"] == "C6", "verdict"]))
+    assert f"{c6['contradicted']} contradicted" in summary.set_index("claim").loc["C6", "comparisons"]
     assert verdicts["C7"] == "contradicted" and "true of" in summary.set_index("claim").loc["C7", "ours"]
     # a row with one seed gets no verdict, and the table says why
     ssm = details[details["a"] == "ssm_bi_pxby_conv_d81_s64_l2"]
@@ -53,3 +59,5 @@ def test_missing_rows_and_combination():
     assert combine(["supported", "no verdict", "supported"]) == "supported"
     assert combine(["supported", "inconclusive"]) == "mixed"
     assert combine(["no verdict"]) == "no verdict"
+    assert tally(["supported", "inconclusive", "supported", "no verdict"]) == (
+        "2 supported, 1 inconclusive, 1 no verdict")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 import torch
@@ -265,15 +266,16 @@ def test_model_input_is_checked():
         model(torch.full((1, 2, 3, 3), 113))
 
 
-def test_cli_prints_the_models_of_a_params_file(tmp_path, capsys):
-    params = tmp_path / "params.yaml"
-    params.write_text("models:\n"
-                      "  ref: {family: rnn, d_model: 81, d_state: 64, depth: 2}\n"
-                      "  att: {family: transformer, d_model: 81, depth: 1}\n")
+def test_cli_prints_the_rows_of_params_yaml(tmp_path, capsys):
+    """The repository's params.yaml (rows with their own seeds) and a broken copy."""
+    params = Path(__file__).resolve().parents[1] / "params.yaml"
     assert models_main(["--params", str(params)]) == 0
     out = capsys.readouterr().out
-    assert "78633" in out and "95477" in out and "| ref" in out and "| att" in out
-    params.write_text("models:\n  bad: {family: rnn, depth: 0}\n")
-    assert models_main(["--params", str(params)]) == 2
-    assert "models.bad" in capsys.readouterr().err
+    ref = next(line for line in out.splitlines() if "| rnn_bi_pxby_conv_d81_s64_l2 " in line)
+    att = next(line for line in out.splitlines() if "| att_pxby_conv_d81_l1 " in line)
+    assert "78633" in ref and "0 1 2" in ref and "95477" in att
+    broken = tmp_path / "params.yaml"
+    broken.write_text(params.read_text().replace("depth: 2}", "depth: 0}", 1))
+    assert models_main(["--params", str(broken)]) == 2
+    assert "depth" in capsys.readouterr().err
     assert models_main(["--params", str(tmp_path / "missing.yaml")]) == 2

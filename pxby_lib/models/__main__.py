@@ -1,9 +1,9 @@
-"""Print the models of params.yaml with their parameter counts.
+"""Print the rows of params.yaml with their parameter counts.
 
-    python -m pxby_lib.models [--params params.yaml]
+    python -m pxby_lib.models [--params params.yaml] [--profile profiles/smoke.yaml]
 
-One row per entry under the `models:` key (a mapping name -> ModelConfig settings):
-name, family, direction, embedding, conv, D, state, depth, parameters.
+One line per entry under `models:` (validated by `pxby_lib.config`, like every stage):
+name, family, direction, embedding, conv, D, state, depth, seeds, parameters.
 """
 
 from __future__ import annotations
@@ -13,21 +13,19 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from . import ModelConfig, build_model, count_parameters
+from pxby_lib.config import ParamsError, RowConfig, load_config
+
+from . import build_model, count_parameters
 
 
-def model_rows(models: dict) -> list[dict]:
-    """One table row per named model config (validated; ValueError names the model)."""
-    rows = []
-    for name, settings in models.items():
-        try:
-            cfg = ModelConfig.from_dict(settings or {})
-        except ValueError as err:
-            raise ValueError(f"models.{name}: {err}") from err
+def model_rows(rows: dict[str, RowConfig]) -> list[dict]:
+    """One table line per row of the config."""
+    lines = []
+    for name, row in rows.items():
+        cfg = row.model
         attention = cfg.family.startswith("transformer")
-        rows.append({
+        lines.append({
             "name": name,
             "family": cfg.family,
             "direction": "-" if attention else ("Bi" if cfg.bidirectional else "Uni"),
@@ -36,32 +34,29 @@ def model_rows(models: dict) -> list[dict]:
             "D": cfg.d_model,
             "state": "-" if attention else cfg.d_state,
             "depth": cfg.depth,
+            "seeds": " ".join(str(s) for s in row.seeds),
             "parameters": count_parameters(build_model(cfg)),
         })
-    return rows
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pxby_lib.models", description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"),
-                        help="YAML file with a `models:` mapping (default: params.yaml)")
+                        help="the params file (default: params.yaml)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="a profile merged over it (e.g. profiles/smoke.yaml)")
     args = parser.parse_args(argv)
     if not args.params.is_file():
-        print(f"error: {args.params} not found; pass --params PATH to a YAML file with a "
-              "`models:` mapping", file=sys.stderr)
-        return 2
-    params = yaml.safe_load(args.params.read_text()) or {}
-    models = params.get("models") if isinstance(params, dict) else None
-    if not isinstance(models, dict) or not models:
-        print(f"error: {args.params} has no `models:` mapping (name -> model settings)",
+        print(f"error: {args.params} not found; pass --params PATH to a params.yaml",
               file=sys.stderr)
         return 2
     try:
-        rows = model_rows(models)
-    except ValueError as err:
-        print(f"error: {args.params}: {err}", file=sys.stderr)
+        config = load_config(args.params, args.profile)
+    except (ParamsError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(model_rows(config.models))
     try:
         print(table.to_markdown(index=False))
     except ImportError:  # tabulate not installed

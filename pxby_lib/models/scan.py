@@ -22,6 +22,10 @@ Shapes everywhere: u, delta (B, L, ED); A (ED, N); B, C (B, L, N); D (ED,) -> y 
   'auto' (the default, or $PXBY_SCAN_BACKEND) picks 'cuda' when possible, 'compiled' on
   CPU for large scans (>= COMPILE_MIN_ELEMENTS state elements, where compiling pays off)
   and 'eager' otherwise: tests, generation and tiny models never compile.
+
+Longer than the other modules (~420 lines) because the reference loop, the segmented fast
+path with its hand-written backward, and the backends stay side by side in one file, where
+the tests that hold them equal (tests/test_scan.py) can be read against them.
 """
 
 from __future__ import annotations
