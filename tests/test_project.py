@@ -262,3 +262,25 @@ def test_licence_and_citation():
     citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
     assert citation["cff-version"] == "1.2.0" and citation["license"] == "MIT"
     assert "2409.15512" in json.dumps(citation["preferred-citation"])
+
+
+def _bold_verdicts(cells: list[str]) -> list[str]:
+    return [m.group(1) if (m := re.match(r"\s*\*\*([a-z ]+)\*\*", c)) else "" for c in cells]
+
+
+def test_readme_quotes_the_committed_verdicts():
+    """The README's verdict table says, per claim and dataset, what reports/*claims.md say
+    (its first bold word); a re-run that changes a verdict fails here until it is updated."""
+    committed = {}
+    for ds, path in (("pokemon", ROOT / "reports/claims.md"), ("emoji", ROOT / "reports/emoji/claims.md")):
+        for line in path.read_text().splitlines():
+            if m := re.match(r"\| (C\d): .*\| \*\*([a-z ]+)\*\* \|", line):
+                committed[ds, m.group(1)] = m.group(2)
+    readme = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if m := re.match(r"\| (C\d) ", line):
+            cells = line.strip().strip("|").split("|")
+            pokemon, emoji = _bold_verdicts(cells[2:4])
+            readme["pokemon", m.group(1)], readme["emoji", m.group(1)] = pokemon, emoji
+    assert len(committed) == 14, "reports/claims.md or reports/emoji/claims.md lacks C1-C7"
+    assert readme == committed
