@@ -6,6 +6,7 @@ matplotlib/seaborn, saved with `save_figure` (atomic, no timestamp in the file).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -100,11 +101,11 @@ def _font(size: int = 14):
 def gallery(original: Image.Image, samples: Sequence[tuple[str, Image.Image]], path: Path,
             title: str, columns: int = 4) -> Path:
     """The original once, then every row's generated sample, each under its label, in a
-    grid of equal cells; every picture pasted at its own pixels (no resampling: all were
+    grid of equal cells (as wide as the widest picture or label); every picture pasted at its own pixels (no resampling: all were
     drawn at one scale)."""
     tiles = [("original", original), *samples]
     font, pad, label_h = _font(16), 12, 24
-    cell_w = max(im.width for _, im in tiles) + pad
+    cell_w = max(max(im.width, math.ceil(font.getlength(label))) for label, im in tiles) + pad
     cell_h = max(im.height for _, im in tiles) + label_h + pad
     rows = -(-len(tiles) // columns)
     title_h = 40
