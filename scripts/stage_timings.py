@@ -24,10 +24,10 @@ previous = args.start if args.start is not None else notebooks[0].stat().st_mtim
 rows, groups = [], defaultdict(float)
 for path in notebooks:
     stage = path.relative_to(args.root).with_suffix("").as_posix()
-    seconds = path.stat().st_mtime - previous
-    previous = path.stat().st_mtime
+    written = path.stat().st_mtime
+    seconds, previous = written - previous, written
     rows.append((stage, seconds))
-    groups[stage.rsplit("/", 1)[0] if "/" in stage else stage] += seconds
+    groups[stage.rsplit("/", 1)[0]] += seconds
 width = max(len(s) for s, _ in rows)
 print(f"| {'stage'.ljust(width)} | seconds |\n|{'-' * (width + 2)}|---------|")
 for stage, seconds in rows:

@@ -16,6 +16,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"  # the first bytes of every PNG file
+
 
 class SourceError(Exception):
     """A raw data source is missing, corrupt or malformed; the message names the fix."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pxby_lib.atomic import write_dir
-from pxby_lib.sources import SourceError, read_jsonl
+from pxby_lib.sources import PNG_MAGIC, SourceError, read_jsonl
 from pxby_lib.sources.npm import (
     DEFAULT_CACHE,
     NpmPackage,
@@ -40,7 +40,6 @@ IMAGE_MEMBER = "package/img/twitter/64/{image}"
 EMOJI_FILE = "emoji.jsonl"
 EMOJI_KEYS = ("index", "unified", "name", "short_names", "category", "subcategory", "image")
 LEFT_OUT_CATEGORIES = ("Component",)
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 LICENSE_DATA = """\
 # Data licence note

@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pxby_lib.sources import SourceError
+from pxby_lib.sources import PNG_MAGIC, SourceError
+from pxby_lib.tokenizer import VOCAB_SIZE
 
-VOCAB_SIZE = 113  # ids 0..112 (spec section 2)
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HF_DATASET = "hf://datasets/ffurfaro/PixelBytes-Pokemon"
 PARQUET_COLUMNS = ("image", "caption", "pixelbyte")
 
