@@ -1,4 +1,4 @@
-"""The report's figures: Figure 2 (training curves), the gallery, a row's curves.
+"""The report's figures: Figure 2 (training curves) and the gallery.
 
 Figure 1 (a generated sprite beside the original) is drawn by `render`; everything here is
 matplotlib/seaborn, saved with `save_figure` (atomic, no timestamp in the file).
@@ -41,19 +41,6 @@ def _long(histories: pd.DataFrame) -> pd.DataFrame:
                          accuracy=histories.train_accuracy),
         histories.assign(split="test", loss=histories.test_loss, accuracy=histories.test_accuracy),
     ], ignore_index=True)
-
-
-def training_curves(histories: pd.DataFrame, title: str = ""):
-    """A row's seeds: test loss and accuracy per epoch, one line per seed (notebook 02)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    long = _long(histories)
-    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
-        sns.lineplot(data=long, x="epoch", y=metric, hue="seed", style="split",
-                     style_order=["train", "test"], palette="tab10", marker="o", ax=ax)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set(ylabel="accuracy (%)" if metric == "accuracy" else "cross-entropy loss")
-    fig.suptitle(title)
-    return fig
 
 
 def figure2(histories: pd.DataFrame, rows: dict[str, str], baselines: pd.DataFrame,

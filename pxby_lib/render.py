@@ -202,10 +202,15 @@ def interleaved_generation(model: nn.Module, windows: np.ndarray, *, prompt_len:
     return ids, generated
 
 
-def continuation_picture(model: nn.Module, windows: np.ndarray, *, device="cpu", scale: int = 8,
-                         **kwargs) -> Image.Image:
-    """Original | interleaved generation of one item (generated tokens marked)."""
-    ids, generated = interleaved_generation(model, windows, device=device, **kwargs)
-    return render_comparison(windows[:, 1, 1], ids, scale=scale,
-                             titles=("original", "prompt 64, then 8 generated / 32 true"),
-                             generated=generated)
+def continuation_picture(model: nn.Module, windows: np.ndarray, *, prompt_len: int = 64,
+                         truth_block: int = 32, gen_block: int = 8, device="cpu", scale: int = 8,
+                         incremental: bool = True) -> tuple[Image.Image, np.ndarray, np.ndarray]:
+    """Original | interleaved generation of one item (generated tokens marked), titled with
+    its schedule; also returns `interleaved_generation`'s (ids, generated mask)."""
+    ids, generated = interleaved_generation(model, windows, prompt_len=prompt_len,
+                                            truth_block=truth_block, gen_block=gen_block,
+                                            device=device, incremental=incremental)
+    title = f"prompt {prompt_len}, then {gen_block} generated / {truth_block} true"
+    picture = render_comparison(windows[:, 1, 1], ids, scale=scale, titles=("original", title),
+                                generated=generated)
+    return picture, ids, generated

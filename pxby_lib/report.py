@@ -329,8 +329,8 @@ def _figure1(root: Path, cfg: StageConfig, path: Path) -> Path:
     model, _ = load_model(runs.model_dir(root, cfg.dataset_name, ref.name, ref.seeds[0]) / "last.pt",
                           device=dev)
     windows = load_dataset(runs.dataset_dir(root, cfg.dataset_name)).item(cfg.report.figure1_item)
-    picture = continuation_picture(model, windows, device=dev, prompt_len=cfg.evaluate.prompt_len,
-                                   incremental=cfg.evaluate.incremental)
+    picture, _, _ = continuation_picture(model, windows, device=dev, prompt_len=cfg.evaluate.prompt_len,
+                                         incremental=cfg.evaluate.incremental)
     with atomic_path(path) as tmp:
         picture.save(tmp, format="PNG")
     return path

@@ -48,15 +48,13 @@ def write_sample(model, dataset, seed: int, test_fraction: float, ev: EvaluateCo
     after the prompt): `sample.png` (original | generated, generated tokens marked) and
     `sample.json` (the ids and the mask, for the gallery)."""
     from pxby_lib.atomic import atomic_path
-    from pxby_lib.render import interleaved_generation, render_comparison
+    from pxby_lib.render import continuation_picture
 
     _, test_ids = dataset.split(seed, test_fraction)
     windows = dataset.item(int(test_ids[0]))
     windows = windows[: ev.sample_len] if ev.sample_len else windows
-    ids, generated = interleaved_generation(model, windows, device=device,
-                                            prompt_len=ev.prompt_len, incremental=ev.incremental)
-    picture = render_comparison(windows[:, 1, 1], ids, generated=generated,
-                                titles=("original", f"prompt {ev.prompt_len}, then 8 generated / 32 true"))
+    picture, ids, generated = continuation_picture(model, windows, device=device,
+                                                   prompt_len=ev.prompt_len, incremental=ev.incremental)
     with atomic_path(out / "sample.png") as tmp:
         picture.save(tmp, format="PNG")
     write_text(out / "sample.json", json.dumps({"item": int(test_ids[0]), "seed": seed,

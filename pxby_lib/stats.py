@@ -34,8 +34,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive", "no verdict")
-
 
 @dataclass(frozen=True)
 class Interval:
