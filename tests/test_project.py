@@ -51,6 +51,8 @@ def test_environment_yml_matches_pyproject():
     found.pop("pip")
     assert "nodejs" in found, "the data build needs npm"
     found.pop("nodejs")
+    assert "cxx-compiler" in found, "the native scan is built with a C++ compiler"
+    found.pop("cxx-compiler")
     missing = sorted(set(wanted) - set(found))
     extra = sorted(set(found) - set(wanted))
     assert not missing and not extra, f"environment.yml vs pyproject: missing {missing}, extra {extra}"

@@ -4,28 +4,31 @@ Shapes everywhere: u, delta (B, L, ED); A (ED, N); B, C (B, L, N); D (ED,) -> y 
 
 - `selective_scan_reference`: a plain sequential loop under autograd (ground truth, slow:
   autograd keeps several (B, ED, N) tensors per step).
-- `selective_scan`: the fast path, same maths. `SelectiveScanFn` runs the time loop
-  without building a graph, one segment of T steps at a time on blocks of batch rows laid
-  out time-major (each step's slice is contiguous): nothing (B, L, ED, N)-sized is ever
-  materialised, only the states at segment starts are kept, and the hand-written backward
-  recomputes each segment's states from them and runs the reverse-time loop. The
-  per-segment kernels come in interchangeable flavours (backends):
-    'eager'    pure PyTorch on preallocated (T, B, ED, N) buffers (always available).
-    'compiled' the same maths unrolled over the T steps of a segment, fused by
-               `torch.compile` into a few C++ loops per segment (2-3x faster than 'eager'
-               on CPU at the reference size). Compiling costs ~20 s once per process
-               (seconds when inductor's on-disk cache is warm); static shapes: the row
-               blocks are padded to fixed sizes so one kernel serves every batch size.
-               If compiling fails, 'auto' warns and goes on with 'eager'.
+- `selective_scan`: the fast path, same maths, through one of these backends:
+    'native'   (CPU) the fused C++ loop of scan_native.py / csrc/selective_scan.cpp: one
+               (row, channel) pair at a time with its state in registers, the backward
+               recomputing that pair's states in cache. Nothing (B, L, ED, N)-sized is
+               materialised. Built on first use (~1 s, cached); the default on the CPU.
+    'eager'    the segmented path below in pure PyTorch (always available).
+    'compiled' the segmented path with `torch.compile`-fused segment kernels (~20 s to
+               compile once per process); 'auto' uses it on the CPU only where 'native'
+               cannot be built (no C++ compiler), for large scans.
+    'triton'   (CUDA) the fused loop as a Triton kernel (scan_triton.py).
     'cuda'     `mamba_ssm`'s fused kernel, only when the inputs are on CUDA and the
                package is importable (optional, never required; untested here).
-  'auto' (the default, or $PXBY_SCAN_BACKEND) picks 'cuda' when possible, 'compiled' on
-  CPU for large scans (>= COMPILE_MIN_ELEMENTS state elements, where compiling pays off)
-  and 'eager' otherwise: tests, generation and tiny models never compile.
+  The segmented path (`SelectiveScanFn`) runs the time loop without building a graph,
+  one segment of T steps at a time on blocks of batch rows laid out time-major; only the
+  states at segment starts are kept, and the hand-written backward recomputes each
+  segment's states from them and runs the reverse-time loop. It keeps several
+  (T, rows, ED, N) buffers per segment: 3-4x slower than 'native' on the CPU.
+  'auto' (the default, or $PXBY_SCAN_BACKEND) picks 'cuda', else 'triton', on CUDA, and
+  'native' on the CPU; where those cannot run it warns once and takes the segmented path
+  ('compiled' for large CPU scans, >= COMPILE_MIN_ELEMENTS state elements, else 'eager').
 
-Longer than the other modules (~420 lines) because the reference loop, the segmented fast
-path with its hand-written backward, and the backends stay side by side in one file, where
-the tests that hold them equal (tests/test_scan.py) can be read against them.
+Longer than the other modules because the reference loop, the segmented fast path with its
+hand-written backward, and the backend choice stay side by side in one file, where the
+tests that hold them equal (tests/test_scan.py) can be read against them; the fused
+kernels live in scan_native.py (CPU) and scan_triton.py (CUDA).
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ import warnings
 import torch
 from torch import Tensor
 
-BACKENDS = ("auto", "eager", "compiled", "cuda")
+from . import scan_native, scan_triton
+
+BACKENDS = ("auto", "native", "eager", "compiled", "triton", "cuda")
 COMPILE_MIN_ELEMENTS = 2**25  # B * L * ED * N from which 'auto' compiles (B 32, L 256: 85M)
 # Steps per segment and batch rows per block, per backend: the backward's working set,
 # ~9 (T, rows, ED, N) buffers, must stay in cache. Tuned on a 2-core AMD EPYC (1 MiB L2
@@ -368,6 +373,17 @@ class SelectiveScanFn(torch.autograd.Function):
         return d_u, d_delta, d_a, d_b, d_c, d_d, None, None, None, None, None
 
 
+_fallback_warned: set[str] = set()  # fused backends already reported unavailable
+
+
+def _fused_unavailable(backend: str, reason: str | None) -> None:
+    """One line, once per process, when 'auto' cannot use a fused backend."""
+    if backend not in _fallback_warned:
+        _fallback_warned.add(backend)
+        warnings.warn(f"selective_scan: the {backend!r} scan cannot run here ({reason}); "
+                      "using the slower segmented PyTorch scan", stacklevel=4)
+
+
 def pick_backend(u: Tensor, n_state: int, backend: str | None = None) -> str:
     """Resolve 'auto' (or $PXBY_SCAN_BACKEND) to the backend that `selective_scan` runs."""
     backend = backend or os.environ.get("PXBY_SCAN_BACKEND", "auto")
@@ -377,12 +393,27 @@ def pick_backend(u: Tensor, n_state: int, backend: str | None = None) -> str:
     if backend == "cuda" and (_cuda_scan_fn is None or not u.is_cuda):
         raise ValueError("selective_scan: backend 'cuda' needs CUDA inputs and the "
                          "`mamba_ssm` package; use 'auto' to fall back to PyTorch")
+    if backend == "native" and not (u.device.type == "cpu" and scan_native.available()):
+        raise ValueError("selective_scan: backend 'native' needs CPU inputs and a C++ compiler "
+                         f"({scan_native.unavailable_reason() or u.device}); use 'auto'")
+    if backend == "triton" and not (u.is_cuda and scan_triton.available()):
+        raise ValueError("selective_scan: backend 'triton' needs CUDA inputs and the `triton` "
+                         "package; use 'auto'")
     if backend != "auto":
         return backend
-    if u.is_cuda and _cuda_scan_fn is not None:
-        return "cuda"
-    if u.device.type == "cpu" and not _compile_failed and u.numel() * n_state >= COMPILE_MIN_ELEMENTS:
-        return "compiled"
+    if u.is_cuda:
+        if _cuda_scan_fn is not None:
+            return "cuda"
+        if scan_triton.available():
+            return "triton"
+        _fused_unavailable("triton", "the `triton` package is not importable")
+        return "eager"
+    if u.device.type == "cpu":
+        if scan_native.available():
+            return "native"
+        _fused_unavailable("native", scan_native.unavailable_reason())
+        if not _compile_failed and u.numel() * n_state >= COMPILE_MIN_ELEMENTS:
+            return "compiled"
     return "eager"
 
 
@@ -391,8 +422,9 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
                    block: int | None = None) -> Tensor:
     """Fast selective scan, same maths as `selective_scan_reference`. (B, L, ED) -> (B, L, ED).
 
-    backend: 'auto' (default, or $PXBY_SCAN_BACKEND), 'eager', 'compiled' or 'cuda' (see
-    the module docstring). All backends take the same parameters: one state dict for all.
+    backend: 'auto' (default, or $PXBY_SCAN_BACKEND), 'native', 'eager', 'compiled',
+    'triton' or 'cuda' (see the module docstring); segment and block tune the segmented
+    backends. All backends take the same parameters: one state dict for all.
     """
     _check_shapes(u, delta, A, B, C, D)
     chosen = pick_backend(u, A.shape[1], backend)
@@ -400,9 +432,13 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
         y = _cuda_scan_fn(u.transpose(1, 2), delta.transpose(1, 2), A, B.transpose(1, 2),
                           C.transpose(1, 2), D, delta_softplus=False)  # (B, ED, L)
         return y.transpose(1, 2)
-    fallback = backend in (None, "auto") and chosen == "compiled"
-    # no graph (inference, evaluation): do not keep the segment states for a backward
+    # no graph (inference, evaluation): no states kept for a backward
     keep_states = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C, D))
+    if chosen in ("native", "triton"):
+        fused = scan_native if chosen == "native" else scan_triton
+        return fused.ScanFn.apply(u, delta, A, B, C, D) if keep_states else fused.forward(
+            u, delta, A, B, C, D)
+    fallback = backend in (None, "auto") and chosen == "compiled"
     return SelectiveScanFn.apply(u, delta, A, B, C, D, chosen, segment, block, fallback,
                                  keep_states)
 
@@ -420,6 +456,10 @@ def selective_scan_with_state(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C:
                                 C.transpose(1, 2), D, delta_softplus=False,
                                 return_last_state=True)  # (B, ED, L), (B, ED, N)
         return y.transpose(1, 2), last
+    if chosen == "native":
+        return scan_native.forward(u, delta, A, B, C, D, return_last_state=True)
+    if chosen == "triton":
+        return scan_triton.forward(u, delta, A, B, C, D, return_last_state=True)
     ctx = types.SimpleNamespace(backend=chosen, fallback=backend in (None, "auto")
                                 and chosen == "compiled")
     _, y, _, last = _blocked_forward(ctx, u, delta, A, B, C, D, None, None, keep_states=False)
