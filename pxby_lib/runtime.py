@@ -3,8 +3,11 @@
 Pinned numerics (`pin_numerics`). The same parameters must give the same bytes on any
 x86-64 machine with AVX2, so the CPU libraries behind torch are capped at AVX2 before
 they start: ATen's kernels (`ATEN_CPU_CAPABILITY`), oneDNN (the LSTM, convolutions;
-`ONEDNN_MAX_CPU_ISA`), MKL (matrix products; `MKL_CBWR`, its conditional numerical
-reproducibility mode, which also fixes the AVX2 code path on AMD processors), and the
+`ONEDNN_MAX_CPU_ISA`), MKL (matrix products; `MKL_CBWR=AVX2,STRICT`, its conditional
+numerical reproducibility mode on the AVX2 branch, strict: without STRICT an AVX-512 Intel
+machine still rounded differently, 4.7573622845588845 below; it also fixes the AVX2 code
+path on AMD processors), the native
+Mamba scan (built with -mavx2 -mfma, not -march=native: models/scan_native.py) and the
 C++ that inductor generates for the compiled Mamba scan (256-bit vectors). A machine with
 AVX-512 would otherwise pick wider kernels that round differently (seen: the untrained
 reference model's test loss 4.7573622845588845 there, 4.757362257504294 on AVX2). The
@@ -31,7 +34,7 @@ if TYPE_CHECKING:  # torch is imported lazily: pinning must run before it
 PINNED_ENV = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "MKL_CBWR": "AVX2",
+    "MKL_CBWR": "AVX2,STRICT",
 }
 PINNED_CAPABILITY = "AVX2"  # what torch.backends.cpu.get_cpu_capability() then reports
 INDUCTOR_SIMDLEN = 256  # bits: AVX2 vectors in the compiled scan's generated C++

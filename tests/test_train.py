@@ -16,6 +16,9 @@ from pxby_lib.train import HISTORY_COLUMNS, TrainConfig, stop_reason, train
 
 TINY = ModelConfig(family="rnn", bidirectional=True, embedding="pxby", conv=True,
                    d_model=18, d_state=8, depth=1)
+# the SSM trains through the fused native scan ('auto' on the CPU), both directions
+TINY_SSM = ModelConfig(family="ssm", bidirectional=True, embedding="pxby", conv=True,
+                       d_model=18, d_state=8, depth=1)
 
 
 def tiny_items(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -38,9 +41,9 @@ def schedule(**kw) -> TrainConfig:
     return TrainConfig(**{"max_epochs": 2, "batch_size": 4, "eval_every": 1, **kw})
 
 
-def run(tmp_path, samples, cfg, name, seed=0, **kw):
+def run(tmp_path, samples, cfg, name, seed=0, model_config=TINY, **kw):
     torch.manual_seed(seed)
-    model = build_model(TINY)
+    model = build_model(model_config)
     result = train(model, *samples, cfg, tmp_path / name, seed=seed, device="cpu",
                    progress=False, **kw)
     return model, result.history
@@ -50,15 +53,20 @@ def states_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_same_seed_gives_bit_identical_weights(tmp_path, samples):
+@pytest.mark.parametrize("model_config", [TINY, TINY_SSM], ids=["rnn", "ssm"])
+def test_same_seed_gives_bit_identical_weights(tmp_path, samples, model_config):
     cfg = schedule()
-    m1, h1 = run(tmp_path, samples, cfg, "a", seed=3)
-    m2, h2 = run(tmp_path, samples, cfg, "b", seed=3)
+    if model_config.family == "ssm":
+        from pxby_lib.models.scan import pick_backend
+
+        assert pick_backend(torch.zeros(2, 16, 36), 8) == "native"
+    m1, h1 = run(tmp_path, samples, cfg, "a", seed=3, model_config=model_config)
+    m2, h2 = run(tmp_path, samples, cfg, "b", seed=3, model_config=model_config)
     assert states_equal(m1.state_dict(), m2.state_dict())
     assert h1.equals(h2)
     for name in ("last.pt", "best.pt", "history.csv"):  # the files themselves
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    m3, _ = run(tmp_path, samples, cfg, "c", seed=4)
+    m3, _ = run(tmp_path, samples, cfg, "c", seed=4, model_config=model_config)
     assert not states_equal(m1.state_dict(), m3.state_dict())
 
 
