@@ -6,7 +6,8 @@ they start: ATen's kernels (`ATEN_CPU_CAPABILITY`), oneDNN (the LSTM, convolutio
 `ONEDNN_MAX_CPU_ISA`), MKL (matrix products; `MKL_CBWR=AVX2,STRICT`, its conditional
 numerical reproducibility mode on the AVX2 branch, strict: without STRICT an AVX-512 Intel
 machine still rounded differently, 4.7573622845588845 below; it also fixes the AVX2 code
-path on AMD processors), the native
+path on AMD processors), numpy's runtime-dispatched loops (`NPY_DISABLE_CPU_FEATURES`:
+no AVX-512), the native
 Mamba scan (built with -mavx2 -mfma, not -march=native: models/scan_native.py) and the
 C++ that inductor generates for the compiled Mamba scan (256-bit vectors). A machine with
 AVX-512 would otherwise pick wider kernels that round differently (seen: the untrained
@@ -35,6 +36,11 @@ PINNED_ENV = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "MKL_CBWR": "AVX2,STRICT",
+    # numpy's runtime-dispatched AVX-512 loops (np.log / np.exp in the batched BLEU gave
+    # last-digit differences on an AVX-512 machine); names for numpy >= 2.3 and older ones
+    # (unknown names are ignored)
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR AVX512F AVX512CD AVX512_SKX "
+                                "AVX512_CLX AVX512_CNL AVX512_KNL AVX512_KNM",
 }
 PINNED_CAPABILITY = "AVX2"  # what torch.backends.cpu.get_cpu_capability() then reports
 INDUCTOR_SIMDLEN = 256  # bits: AVX2 vectors in the compiled scan's generated C++
@@ -76,7 +82,21 @@ def check_numerics() -> list[str]:
     if capability != PINNED_CAPABILITY:
         problems.append(f"torch runs {capability} kernels, pinned {PINNED_CAPABILITY} (torch was "
                         "used before pxby_lib was imported: import pxby_lib first)")
+    wide = numpy_wide_targets()
+    if wide:
+        problems.append(f"numpy dispatches {wide} (numpy was imported before pxby_lib: import "
+                        "pxby_lib first)")
     return problems
+
+
+def numpy_wide_targets() -> list[str]:
+    """numpy's enabled dispatch targets above AVX2 (AVX-512 loops), [] when capped."""
+    import numpy as np
+
+    umath = (getattr(np, "_core", None) or np.core)._multiarray_umath
+    features = getattr(umath, "__cpu_features__", {})
+    return [t for t in getattr(umath, "__cpu_dispatch__", [])
+            if ("512" in t or t == "X86_V4") and features.get(t)]
 
 
 def numerics_record() -> dict:

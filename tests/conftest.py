@@ -12,10 +12,11 @@ from pathlib import Path
 
 os.environ.setdefault("PXBY_PROGRESS", "0")  # no progress lines in test output
 
+# pxby_lib pins the numerics: before numpy is imported (it reads its CPU-feature cap at
+# import; pytest's plugins do not import it) and before any torch operation
+import pxby_lib  # noqa: E402,F401,I001
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
-import pxby_lib  # noqa: E402,F401  (pins the numerics before any torch operation)
 
 RAW_DATA = Path(__file__).resolve().parents[1] / "data" / "pokemon"
 

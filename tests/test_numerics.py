@@ -85,3 +85,10 @@ def test_untrained_reference_loss_equals_the_avx2_check_value(tmp_path, raw_data
     model = build_model({"family": "rnn", "d_model": 81, "d_state": 64, "depth": 2})
     loss = evaluate_samples(model, samples, np.arange(len(samples)), torch.device("cpu"))["loss"]
     assert loss == 4.757362257504294  # bit for bit, as measured on an AVX2-only machine
+
+
+def test_numpy_runs_without_its_avx512_loops_in_the_test_process():
+    # conftest imports pxby_lib before anything imports numpy, which reads its cap at import
+    from pxby_lib.runtime import numpy_wide_targets
+
+    assert numpy_wide_targets() == []
