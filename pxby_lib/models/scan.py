@@ -20,7 +20,7 @@ Shapes everywhere: u, delta (B, L, ED); A (ED, N); B, C (B, L, N); D (ED,) -> y 
   one segment of T steps at a time on blocks of batch rows laid out time-major; only the
   states at segment starts are kept, and the hand-written backward recomputes each
   segment's states from them and runs the reverse-time loop. It keeps several
-  (T, rows, ED, N) buffers per segment: 3-4x slower than 'native' on the CPU.
+  (T, rows, ED, N) buffers per segment: 2-3x slower than 'native' on the CPU.
   'auto' (the default, or $PXBY_SCAN_BACKEND) picks 'cuda', else 'triton', on CUDA, and
   'native' on the CPU; where those cannot run it warns once and takes the segmented path
   ('compiled' for large CPU scans, >= COMPILE_MIN_ELEMENTS state elements, else 'eager').

@@ -4,11 +4,11 @@ Same maths and shapes as `scan.selective_scan_reference`. One (row, channel) pai
 at a time with its state h (N floats) in registers; the backward recomputes that pair's
 states into an (L, N) buffer that stays in cache and runs the reverse-time loop, so
 nothing (B, L, ED, N)-sized is ever materialised (the segmented backends keep several
-(T, rows, ED, N) buffers per segment and cost 4-5x the arithmetic).
+(T, rows, ED, N) buffers per segment: 2-3x slower, 2x the peak memory of a training step).
 
 Built on first use with the system's C++ compiler ($CXX, else c++ / g++; conda: the
 `cxx-compiler` package) into a per-user cache ($PXBY_CACHE_DIR, else
-~/.cache/pxby_lib): about a second, once per source version and machine. Loaded with
+~/.cache/pxby_lib): about half a second, once per source version, compiler and machine. Loaded with
 ctypes (no Python headers, no torch headers: nothing to match against torch's build).
 `available()` says whether it can run; `scan.pick_backend` falls back to the segmented
 path with a one-line warning where it cannot.
@@ -37,7 +37,7 @@ from torch import Tensor
 SOURCE = Path(__file__).with_name("csrc") / "selective_scan.cpp"
 # -fopenmp-simd: honour `omp simd` (vectorised loops and reductions) without linking an
 # OpenMP runtime; -fno-trapping-math: lets gcc turn exp_vec's clamps into vector selects
-# (without it the AVX2 build leaves the loops scalar, 6x slower; results are unchanged);
+# (without it the AVX2 build leaves the loops scalar, 4x slower; results are unchanged);
 # the instruction set comes from `isa_flags`
 FLAGS = ["-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared",
          "-std=c++17"]
