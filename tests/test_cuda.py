@@ -85,6 +85,15 @@ def test_scan_with_state_on_the_gpu_matches_the_reference(gpu):
     assert last.shape == (3, 8, 4)
 
 
+def test_auto_takes_a_fused_scan_on_the_gpu(gpu):
+    from pxby_lib.models import scan
+
+    u = torch.zeros(2, 8, 4, device=gpu)
+    expected = "cuda" if scan._cuda_scan_fn is not None else "triton"
+    assert scan.pick_backend(u, 3, "auto") == expected
+    assert scan.pick_backend(u.double(), 3, "auto") in ("cuda", "eager")  # triton: float32
+
+
 @pytest.mark.parametrize("backend", ["eager", "compiled", "triton"])
 def test_fast_scans_on_the_gpu_match_the_reference_with_gradients(backend, gpu):
     from test_scan import scan_inputs

@@ -404,9 +404,10 @@ def pick_backend(u: Tensor, n_state: int, backend: str | None = None) -> str:
     if u.is_cuda:
         if _cuda_scan_fn is not None:
             return "cuda"
-        if scan_triton.available():
+        if scan_triton.available() and u.dtype == torch.float32:
             return "triton"
-        _fused_unavailable("triton", "the `triton` package is not importable")
+        if u.dtype == torch.float32:  # other dtypes: the segmented path, as before
+            _fused_unavailable("triton", "the `triton` package is not importable")
         return "eager"
     if u.device.type == "cpu":
         if scan_native.available():
