@@ -55,8 +55,9 @@ class _Item:
 
 
 def source_kind(source: Path) -> str:
-    """'pokemon', 'emoji' or 'parquet', from what `source` holds."""
+    """'pokemon', 'emoji', 'folder' or 'parquet', from what `source` holds."""
     from pxby_lib.sources.emoji import EMOJI_FILE
+    from pxby_lib.sources.folder import CAPTION_FILES, captions_file
     from pxby_lib.sources.pokemon import POKEDEX_FILE
 
     if source.suffix == ".parquet" or (source.is_dir() and any(source.glob("*.parquet"))):
@@ -65,8 +66,12 @@ def source_kind(source: Path) -> str:
         return "pokemon"
     if (source / EMOJI_FILE).is_file():
         return "emoji"
+    if source.is_dir() and captions_file(source) is not None:
+        return "folder"
     raise FileNotFoundError(f"source {source}: no Pokemon snapshot ({POKEDEX_FILE}), emoji "
-                            f"snapshot ({EMOJI_FILE}) or parquet file there; run `make data`")
+                            f"snapshot ({EMOJI_FILE}), folder of images with "
+                            f"{' or '.join(CAPTION_FILES)}, or parquet file there; run `make "
+                            "data` (built-in sources) or see pxby_lib/sources/folder.py")
 
 
 def raw_records(source: Path, kind: str, max_chars: int | None) -> list[RawRecord]:
@@ -76,6 +81,11 @@ def raw_records(source: Path, kind: str, max_chars: int | None) -> list[RawRecor
 
         return [RawRecord(int(r["id"]), r["name"], sprite_path(source, r["id"]),
                           build_caption(r["entries"], max_chars)) for r in load_pokedex(source)]
+    if kind == "folder":
+        from pxby_lib.sources.folder import load_folder
+
+        return [RawRecord(r["index"], r["name"], r["path"], build_caption([r["caption"]], max_chars))
+                for r in load_folder(source)]
     from pxby_lib.sources.emoji import image_path, load_emoji
 
     return [RawRecord(int(r["index"]), r["name"], image_path(source, r),
