@@ -43,11 +43,15 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from pxby_lib.config import EvaluateConfig
 from pxby_lib.evaluate import evaluate_paper, paper_chunks
 from pxby_lib.models import build_model
 from pxby_lib.models.ssm import MambaBlock
 from pxby_lib.sequence import encode_item
 from pxby_lib.tokenizer import FIRST_COLOR_ID, encode_text
+
+# the chunk layout of the pipeline's evaluation (params.yaml `evaluate`, its defaults)
+LAYOUT = {k: getattr(EvaluateConfig(), k) for k in ("prompt_len", "gen_len", "chunk_stride")}
 
 PXBY = {"embedding": "pxby", "conv": True, "d_model": 81, "d_state": 64}
 MODELS = {  # Table 1 rows; rnn_bi_l2 is the paper's reference architecture
@@ -113,7 +117,8 @@ def work_per_chunk(model, items, chunks) -> tuple[float, float]:
     chunk, mean over `chunks`."""
     with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS) as flops, \
             counting_scan_exps() as exps:
-        evaluate_paper(model, items, (), chunks=chunks, batch_size=len(chunks), device="cpu")
+        evaluate_paper(model, items, (), chunks=chunks, batch_size=len(chunks), device="cpu",
+                       **LAYOUT)
     return flops.get_total_flops() / len(chunks), exps[0] / len(chunks)
 
 
@@ -183,7 +188,7 @@ def load_items(dataset: str | None) -> tuple[list[np.ndarray], str]:
 def timed(model, items, chunks, batch_size: int, incremental: bool, device: str):
     t0 = time.perf_counter()
     per_chunk, _ = evaluate_paper(model, items, (), chunks=chunks, batch_size=batch_size,
-                                  device=device, incremental=incremental)
+                                  device=device, incremental=incremental, **LAYOUT)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return time.perf_counter() - t0, per_chunk
@@ -196,7 +201,7 @@ def bench_model(name: str, items, chunks, batch_size: int, device: str,
     for incremental in (True, False):  # warm-up: allocators, MKL, compiled scan kernels
         for size in (1, batch_size):  # (the SSM scan compiles once, for large batches)
             evaluate_paper(model, items, (), chunks=chunks[:size], batch_size=size, device=device,
-                           incremental=incremental)
+                           incremental=incremental, **LAYOUT)
     t_batched, batched = timed(model, items, chunks, batch_size, True, device)
     t_single, single = timed(model, items, chunks, 1, True, device)
     t_batched_full, batched_full = timed(model, items, chunks, batch_size, False, device)
@@ -246,7 +251,7 @@ def main() -> None:
         raise SystemExit(f"--models: unknown {unknown}; choose from {list(MODELS)}")
 
     items, source = load_items(args.dataset)
-    every = paper_chunks(items, range(len(items)))
+    every = paper_chunks(items, range(len(items)), **LAYOUT)
     pick = np.unique(np.linspace(0, len(every) - 1, min(args.n_chunks, len(every))).astype(int))
     chunks = every[pick]
     peaks = (matmul_peak_flops(), exp_peak()) if args.device == "cpu" else None

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from pxby_lib.atomic import atomic_path
+from pxby_lib.config import EvaluateConfig
 from pxby_lib.generate import generate_one
 from pxby_lib.sequence import decode_centres, encode_parts, shape_ids
 from pxby_lib.tokenizer import PART_END_ID, encode_text
@@ -39,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--caption", help="caption text to prompt with (caption -> image)")
     src.add_argument("--sprite", help="sprite image file to prompt with (image -> caption)")
     p.add_argument("--dataset", default="artifacts/pokemon", help="dataset folder for --item")
-    p.add_argument("--prompt-len", type=int, default=64, help="prompt tokens taken from --item")
+    p.add_argument("--prompt-len", type=int, default=EvaluateConfig().prompt_len,
+                   help="prompt tokens taken from --item (default: EvaluateConfig.prompt_len)")
     p.add_argument("--n-tokens", type=int, default=128, help="number of tokens to generate")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (the paper)")
     p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest ids")

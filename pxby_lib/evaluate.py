@@ -44,8 +44,8 @@ HELDOUT_METRICS = ("centre_acc", "centre_hamming", "pixel_acc", "text_acc", "tex
 PART_IMAGE, PART_CAPTION = 1, 2  # values of sequence.part_index
 
 
-def paper_chunks(items: Sequence[np.ndarray], item_ids: Sequence[int], prompt_len: int = 64,
-                 gen_len: int = 16, chunk_stride: int = 80) -> np.ndarray:
+def paper_chunks(items: Sequence[np.ndarray], item_ids: Sequence[int], prompt_len: int,
+                 gen_len: int, chunk_stride: int) -> np.ndarray:
     """(N, 2) int64 rows (item, start): starts every `chunk_stride` positions of each of
     the items `item_ids` (indices into `items`, kept in the rows).
 
@@ -87,8 +87,8 @@ def generate_chunks(
     items: Sequence[np.ndarray],
     chunks: np.ndarray,
     *,
-    prompt_len: int = 64,
-    gen_len: int = 16,
+    prompt_len: int,
+    gen_len: int,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     progress: bool = False,
@@ -127,9 +127,9 @@ def evaluate_paper(
     items: Sequence[np.ndarray],
     item_ids: Sequence[int],
     *,
-    prompt_len: int = 64,
-    gen_len: int = 16,
-    chunk_stride: int = 80,
+    prompt_len: int,
+    gen_len: int,
+    chunk_stride: int,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     progress: bool = False,
@@ -183,9 +183,9 @@ def evaluate_heldout(
     items: Sequence[np.ndarray],
     item_ids: Sequence[int],
     *,
-    prompt_len: int = 64,
-    gen_len: int = 16,
-    chunk_stride: int = 80,
+    prompt_len: int,
+    gen_len: int,
+    chunk_stride: int,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     progress: bool = False,

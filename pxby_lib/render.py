@@ -167,7 +167,7 @@ def render_comparison(
 
 
 @torch.no_grad()
-def interleaved_generation(model: nn.Module, windows: np.ndarray, *, prompt_len: int = 64,
+def interleaved_generation(model: nn.Module, windows: np.ndarray, *, prompt_len: int,
                            truth_block: int = 32, gen_block: int = 8,
                            device: str | torch.device = "cpu",
                            incremental: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -202,7 +202,7 @@ def interleaved_generation(model: nn.Module, windows: np.ndarray, *, prompt_len:
     return ids, generated
 
 
-def continuation_picture(model: nn.Module, windows: np.ndarray, *, prompt_len: int = 64,
+def continuation_picture(model: nn.Module, windows: np.ndarray, *, prompt_len: int,
                          truth_block: int = 32, gen_block: int = 8, device="cpu", scale: int = 8,
                          incremental: bool = True) -> tuple[Image.Image, np.ndarray, np.ndarray]:
     """Original | interleaved generation of one item (generated tokens marked), titled with

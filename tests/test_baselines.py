@@ -96,14 +96,17 @@ def test_every_baseline_runs_through_generation_and_rejects_unknown_names():
 def test_next_windows_hold_on_real_prompts(raw_data, tmp_path):
     """The rules read the next position's cells off the prompt: exact for every 64-window
     prompt of real items (rows are shorter than 64 windows), wrap included."""
+    from pxby_lib.config import EvaluateConfig
     from pxby_lib.dataset import load_dataset
     from pxby_lib.evaluate import paper_chunks
     from pxby_lib.prepare import prepare_dataset
 
     prepare_dataset(raw_data, tmp_path / "ds", limit_items=20)
     items = load_dataset(tmp_path / "ds").items()
-    chunks = paper_chunks(items, range(len(items)))
-    prompts = np.stack([items[i][(s + np.arange(64)) % len(items[i])] for i, s in chunks])
-    truth = np.stack([items[i][(s + 64) % len(items[i])] for i, s in chunks]).copy()
+    ev = EvaluateConfig()
+    chunks = paper_chunks(items, range(len(items)), ev.prompt_len, ev.gen_len, ev.chunk_stride)
+    prompts = np.stack([items[i][(s + np.arange(ev.prompt_len)) % len(items[i])]
+                        for i, s in chunks])
+    truth = np.stack([items[i][(s + ev.prompt_len) % len(items[i])] for i, s in chunks]).copy()
     truth[:, 1, 1] = 0
     assert np.array_equal(next_windows(prompts), truth)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from pxby_lib.config import EvaluateConfig
 from pxby_lib.evaluate import (
     evaluate_heldout,
     evaluate_one_by_one,
@@ -73,13 +74,15 @@ class Constant(nn.Module):
 
 def test_paper_chunks_start_every_stride_positions_and_keep_the_dataset_index():
     items = [np.zeros((n, 3, 3), np.uint8) for n in (160, 81, 80, 5)]
-    chunks = paper_chunks(items, [0, 1, 2, 3])
+    ev = EvaluateConfig()  # the pipeline's 64 / 16 / 80
+    layout = (ev.prompt_len, ev.gen_len, ev.chunk_stride)
+    chunks = paper_chunks(items, [0, 1, 2, 3], *layout)
     assert chunks.tolist() == [[0, 0], [0, 80], [1, 0], [1, 80], [2, 0], [3, 0]]
     assert chunks.dtype == np.int64
-    assert paper_chunks(items, [3, 1]).tolist() == [[3, 0], [1, 0], [1, 80]]  # dataset indices
-    assert paper_chunks(items, []).shape == (0, 2)
+    assert paper_chunks(items, [3, 1], *layout).tolist() == [[3, 0], [1, 0], [1, 80]]  # indices
+    assert paper_chunks(items, [], *layout).shape == (0, 2)
     with pytest.raises(ValueError, match="item ids outside 0..3"):
-        paper_chunks(items, [4])
+        paper_chunks(items, [4], *layout)
 
 
 def test_perfect_model_scores_perfectly_including_wrapped_chunks():
