@@ -43,6 +43,7 @@ from torch import Tensor
 from . import scan_native, scan_triton
 
 BACKENDS = ("auto", "native", "eager", "compiled", "triton", "cuda")
+FUSED = {"native": scan_native, "triton": scan_triton}  # same interface: forward, ScanFn
 COMPILE_MIN_ELEMENTS = 2**25  # B * L * ED * N from which 'auto' compiles (B 32, L 256: 85M)
 # Steps per segment and batch rows per block, per backend: the backward's working set,
 # ~9 (T, rows, ED, N) buffers, must stay in cache. Tuned on a 2-core AMD EPYC (1 MiB L2
@@ -435,8 +436,8 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
         return y.transpose(1, 2)
     # no graph (inference, evaluation): no states kept for a backward
     keep_states = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C, D))
-    if chosen in ("native", "triton"):
-        fused = scan_native if chosen == "native" else scan_triton
+    if chosen in FUSED:
+        fused = FUSED[chosen]
         return fused.ScanFn.apply(u, delta, A, B, C, D) if keep_states else fused.forward(
             u, delta, A, B, C, D)
     fallback = backend in (None, "auto") and chosen == "compiled"
@@ -457,10 +458,8 @@ def selective_scan_with_state(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C:
                                 C.transpose(1, 2), D, delta_softplus=False,
                                 return_last_state=True)  # (B, ED, L), (B, ED, N)
         return y.transpose(1, 2), last
-    if chosen == "native":
-        return scan_native.forward(u, delta, A, B, C, D, return_last_state=True)
-    if chosen == "triton":
-        return scan_triton.forward(u, delta, A, B, C, D, return_last_state=True)
+    if chosen in FUSED:
+        return FUSED[chosen].forward(u, delta, A, B, C, D, return_last_state=True)
     ctx = types.SimpleNamespace(backend=chosen, fallback=backend in (None, "auto")
                                 and chosen == "compiled")
     _, y, _, last = _blocked_forward(ctx, u, delta, A, B, C, D, None, None, keep_states=False)

@@ -46,6 +46,7 @@ DTYPES = {torch.float32: 0, torch.float64: 1}
 _lib: ctypes.CDLL | None = None
 _error: str | None = None  # why the library cannot be built or loaded (once known)
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 
 
 def cache_dir() -> Path:
@@ -154,14 +155,15 @@ def _row_ranges(b: int) -> list[tuple[int, int]]:
 def _run_rows(fn, shape: tuple[int, int, int, int], *args) -> None:
     """fn(*args, b0, b1, L, ED, N) over ranges of rows, in parallel threads (ctypes
     releases the GIL during each call). shape: (B, L, ED, N)."""
-    global _pool
+    global _pool, _pool_size
     b, *sizes = shape
     ranges = _row_ranges(b)
     if len(ranges) == 1:
         fn(*args, *ranges[0], *sizes)
         return
-    if _pool is None or _pool._max_workers < len(ranges):
+    if _pool_size < len(ranges):  # one pool per process, grown when torch gets more threads
         _pool = ThreadPoolExecutor(max_workers=len(ranges), thread_name_prefix="pxby-scan")
+        _pool_size = len(ranges)
     for future in [_pool.submit(fn, *args, b0, b1, *sizes) for b0, b1 in ranges]:
         future.result()
 
