@@ -1,7 +1,8 @@
 # One-command entry points. Nothing needs activating first: every recipe puts the
 # environment's bin/ on PATH itself (DVC stages call `papermill` by name).
-#   make repro   environment + data snapshots + `dvc repro report` (Pokemon, default profile)
-#   make emoji   the same for the second dataset: `dvc repro report_emoji`
+#   make repro   environment + data snapshots + `dvc repro report@pokemon` (default profile);
+#                `make repro DATASET=name` for any dataset of params.yaml
+#   make emoji   the same for the second dataset: `make repro DATASET=emoji`
 #   make test    environment + data snapshots + the test suite
 #   make smoke   the whole pipeline on tiny settings, in a temporary copy of the repo
 #   make test-cuda  the GPU tests (tests/test_cuda.py), on a machine with a CUDA GPU
@@ -20,6 +21,7 @@ export PATH := $(BIN):$(PATH)
 STAMP := $(ENV_DIR)/.pxby-installed
 PYTEST_ARGS ?=
 SMOKE_DIR ?=
+DATASET ?= pokemon
 
 .PHONY: env data repro emoji paper test test-cuda lint smoke
 
@@ -36,16 +38,15 @@ data: env
 
 repro: data
 	$(BIN)/python -m pxby_lib.config validate params.yaml
-	$(BIN)/dvc repro report
+	$(BIN)/dvc repro report@$(DATASET)
 
-emoji: data
-	$(BIN)/python -m pxby_lib.config validate params.yaml
-	$(BIN)/dvc repro report_emoji
+emoji:
+	$(MAKE) repro DATASET=emoji
 
 # The paper's schedule (spec section 9, profiles/paper.yaml) as a DVC experiment; GPU recommended.
 paper: data
 	$(BIN)/python -m pxby_lib.config validate params.yaml --profile profiles/paper.yaml
-	$(BIN)/dvc exp run $$($(BIN)/python -m pxby_lib.config set-flags profiles/paper.yaml) report
+	$(BIN)/dvc exp run $$($(BIN)/python -m pxby_lib.config set-flags profiles/paper.yaml) report@pokemon
 
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
 test: data

@@ -2,7 +2,7 @@
 
 Each baseline is a module with the models' interface, windows (B, L, 3, 3) -> logits
 (B, V) for the next token, so the same generation, metric and one-step-accuracy code
-scores it (`evaluate`, `train.evaluate_samples`). They look at the next position's
+scores it (`evaluate`, `onestep.evaluate_samples`). They look at the next position's
 known cells: where the next token will sit in its item's 2-D layout, its window is
 already known except its centre (above-left, above, above-right: the row above; left:
 the current token, or 0 at a row or part start). `sequence.WindowBuilder.next_window`
@@ -20,11 +20,18 @@ the previous row, as every 64-window prompt and training sample here does).
 The count models are smoothed n-gram-style estimates fitted on training items only:
 p_k(t | ctx) = (c_k(ctx, t) + alpha p_{k-1}(t | ctx')) / (n_k(ctx) + alpha), with
 p_0 = add-one unigram; they give a real test loss. `copy` is deterministic (no loss).
+
+The baselines stage (`evaluate_baselines`) fits every baseline on each seed's training
+items and scores it as the evaluate stage scores a model (`scoring.score_run`), plus the
+one-step test score of the training log.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -145,3 +152,59 @@ def fit_baseline(name: str, train_items: Sequence[np.ndarray], alpha: float = 1.
     if name == "copy":
         return Copy()
     return CountModel(name, windows, uni, alpha)
+
+
+# ----------------------------------------------------------------------------- the baselines stage
+
+
+def baseline_job(root: str, ds: str, name: str, seed: int, test_fraction: float, alpha: float,
+                 seq_len: int, sample_stride: int, evaluate: dict) -> dict[str, Any]:
+    """Fit baseline `name` on seed k's training items; one-step score on its test samples
+    (the training log's samples: `seq_len`, `sample_stride`) and both protocols."""
+    from pxby_lib import runs
+    from pxby_lib.config import EvaluateConfig
+    from pxby_lib.dataset import WindowSamples, load_dataset
+    from pxby_lib.onestep import evaluate_samples
+    from pxby_lib.runtime import numerics_record
+    from pxby_lib.scoring import say_scores, score_run, write_summary
+
+    root_path, t0 = Path(root), time.perf_counter()
+    ev = EvaluateConfig(**evaluate)  # the chunk keys the stage declares (the rest unread)
+    dataset = load_dataset(runs.dataset_dir(root_path, ds))
+    train_ids, test_ids = dataset.split(seed, test_fraction)
+    baseline = fit_baseline(name, dataset.items(train_ids), alpha)
+    test_samples = WindowSamples(dataset.items(test_ids), seq_len, sample_stride)
+    one = evaluate_samples(baseline, test_samples, np.arange(len(test_samples)), torch.device("cpu"))
+    row = f"baselines/{name}"
+    out = runs.eval_dir(root_path, ds, row, seed)
+    summary = score_run(baseline, dataset, seed, test_fraction, ev, "cpu", out)
+    summary.update(one_step={"test_loss": one["loss"] if baseline.has_loss else None,
+                             "test_accuracy": one["accuracy"]})
+    write_summary(out, summary)
+    say_scores(f"{row} s{seed}", summary)
+    summary["timing"] = {"seconds": time.perf_counter() - t0, "device": "cpu", **numerics_record()}
+    return summary
+
+
+def evaluate_baselines(root: Path, cfg) -> dict[str, list[dict]]:
+    """The baselines stage: fit and score every baseline for every seed of the dataset's
+    runs, in parallel workers; its timing record is timings/<ds>/baselines.json."""
+    from pxby_lib import runs
+    from pxby_lib.jobs import plan, run_jobs
+    from pxby_lib.scoring import write_metrics
+
+    names, seeds, ds, t0 = cfg.baselines.names, cfg.seeds, cfg.dataset_name, time.perf_counter()
+    jobs = [dict(root=str(root), ds=ds, name=n, seed=s, test_fraction=cfg.dataset.test_fraction,
+                 alpha=cfg.baselines.alpha, seq_len=cfg.train.seq_len,
+                 sample_stride=cfg.train.sample_stride, evaluate=cfg.evaluate.to_dict())
+            for n in names for s in seeds]
+    workers, _ = plan(cfg.compute.cores, len(jobs))
+    results = run_jobs(baseline_job, jobs, workers, threads=1)
+    timings = {f"{j['name']} s{j['seed']}": r.pop("timing") for j, r in zip(jobs, results, strict=True)}
+    by_name = {n: [r for j, r in zip(jobs, results, strict=True) if j["name"] == n] for n in names}
+    for n, summaries in by_name.items():
+        write_metrics(root, ds, f"baselines/{n}", summaries)
+    outputs = runs.files_under(*(runs.eval_dir(root, ds, f"baselines/{n}") for n in names))
+    runs.write_timing(runs.timing_path(root, ds, "baselines"), outputs,
+                      {"stage_seconds": time.perf_counter() - t0, "workers": workers, "runs": timings})
+    return by_name

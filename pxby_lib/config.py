@@ -12,8 +12,10 @@ reads changes.
     python -m pxby_lib.config merge params.yaml profiles/smoke.yaml   # YAML on stdout
     python -m pxby_lib.config set-flags profiles/paper.yaml           # -S flags of dvc exp run
 
-Adding a parameter: a field in its section's dataclass, its value in params.yaml, and
-the code that uses it. Nothing else (the notebooks and dvc.yaml pass whole sections).
+Adding a parameter: a field in its section's dataclass, its value in params.yaml, the
+code that uses it, and (where a stage declares single keys of its section) the key in
+STAGE_PARAMS and that stage's `params:`. Adding a dataset: an entry of `datasets` and
+the `runs` that train rows on it; no code, no dvc.yaml.
 
 Longer than the other modules (~520 lines) on purpose: it is the one place every
 parameter is defined, and its sections share one validator; split by section, a new
@@ -116,8 +118,10 @@ class ModelConfig:
 class DataConfig:
     """`datasets.<name>`: what `prepare@<name>` builds, and how its items are split."""
 
-    source: str = param("data/pokemon", "a snapshot folder (data/pokemon, data/emoji) or a "
-                        "parquet file of the paper's dataset", bool)
+    source: str = param("data/pokemon", "a snapshot folder (data/pokemon, data/emoji), a "
+                        "folder of your images with a captions.csv or captions.jsonl "
+                        "(pxby_lib.sources.folder), or a parquet file of the paper's dataset",
+                        bool)
     max_size: int = param(25, "an integer in [2, 256], the longer image side (paper: 25)",
                           lambda v: 2 <= v <= 256)
     max_chars: int = param(630, "a positive integer, the caption length cap", _pos)
@@ -126,8 +130,6 @@ class DataConfig:
     limit_items: int = param(0, "an integer >= 0: the first N items only (0 = all)", _nonneg)
     kmeans_seed: int = param(0, "an integer >= 0, the seed of the colour reduction (k-means "
                              "runs only on images with more than 55 colours)", _nonneg)
-    rows: tuple[str, ...] = param((), "names of `models` rows trained on this dataset "
-                                  "(empty = every row)")
 
 
 @dataclass(frozen=True)
@@ -213,8 +215,7 @@ class ReportConfig:
     """`report`: what the paper's figures show."""
 
     reference: str = param("rnn_bi_pxby_conv_d81_s64_l2", "the name of a `models` row "
-                           "(the paper's reference model)", bool)
-    figure1_item: int = param(0, "an integer >= 0, the dataset item of Figure 1", _nonneg)
+                           "(the paper's reference model; Figure 1 shows its sample)", bool)
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,19 @@ class RowConfig:
     name: str
     model: ModelConfig
     seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One `runs` entry: a `models` row trained and evaluated on one of the `datasets`.
+    Its name, `<dataset>-<row>`, names its stages (`train@<name>`, `evaluate@<name>`)."""
+
+    dataset: str
+    row: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}-{self.row}"
 
 
 SECTIONS: dict[str, type] = {"train": TrainConfig, "evaluate": EvaluateConfig,
@@ -236,6 +250,7 @@ class Config:
     datasets: dict[str, DataConfig]
     seeds: tuple[int, ...]
     models: dict[str, RowConfig]
+    runs: dict[str, RunConfig]
     train: TrainConfig
     evaluate: EvaluateConfig
     baselines: BaselinesConfig
@@ -244,9 +259,9 @@ class Config:
     report: ReportConfig
 
     def rows_of(self, dataset: str) -> list[RowConfig]:
-        """The rows trained on `dataset`, in params.yaml order."""
-        wanted = self.datasets[dataset].rows
-        return [r for n, r in self.models.items() if not wanted or n in wanted]
+        """The rows trained on `dataset` (its `runs`), in `models` order."""
+        wanted = {r.row for r in self.runs.values() if r.dataset == dataset}
+        return [r for n, r in self.models.items() if n in wanted]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -310,7 +325,7 @@ def build_section(cls: type, values: Any, where: str) -> Any:
 
 
 def _build_row(name: Any, spec: Any, seeds: tuple[int, ...]) -> RowConfig:
-    if not isinstance(name, str) or not name.replace("_", "").isalnum():
+    if not _is_name(name):
         raise ParamsError(f"models: name {name!r} must be letters, digits and '_'")
     if not isinstance(spec, dict):
         raise ParamsError(f"models.{name}: must be a mapping of model settings")
@@ -326,7 +341,36 @@ def _build_row(name: Any, spec: Any, seeds: tuple[int, ...]) -> RowConfig:
     return RowConfig(name, model, row_seeds)
 
 
-TOP_LEVEL = ("datasets", "seeds", "models", *SECTIONS)
+def _is_name(name: Any) -> bool:
+    """Dataset and row names: letters, digits and '_' (a run's name joins them with '-')."""
+    return isinstance(name, str) and name.replace("_", "").isalnum() and name.isascii()
+
+
+def _build_runs(raw: Any, datasets: dict[str, DataConfig],
+                models: dict[str, RowConfig]) -> dict[str, RunConfig]:
+    if not isinstance(raw, dict) or not raw:
+        raise ParamsError("runs: must be a non-empty mapping <dataset>-<row> -> "
+                          "{dataset: ..., row: ...}")
+    out = {}
+    for name, spec in raw.items():
+        where = f"runs.{name}"
+        if not isinstance(spec, dict) or sorted(spec) != ["dataset", "row"]:
+            raise ParamsError(f"{where}: must be {{dataset: <a key of datasets>, row: <a key "
+                              f"of models>}}, got {spec!r}")
+        run = RunConfig(**spec)
+        if run.dataset not in datasets:
+            raise ParamsError(f"{where}.dataset = {run.dataset!r} is not in `datasets` "
+                              f"({list(datasets)})")
+        if run.row not in models:
+            raise ParamsError(f"{where}.row = {run.row!r} is not in `models` ({list(models)})")
+        if name != run.name:
+            raise ParamsError(f"runs: {name!r} must be named after its dataset and row: "
+                              f"rename it {run.name!r}")
+        out[name] = run
+    return out
+
+
+TOP_LEVEL = ("datasets", "seeds", "models", "runs", *SECTIONS)
 
 
 def build_config(raw: Any) -> Config:
@@ -349,14 +393,13 @@ def build_config(raw: Any) -> Config:
     models = {n: _build_row(n, s, seeds) for n, s in raw["models"].items()}
     if not isinstance(raw["datasets"], dict) or not raw["datasets"]:
         raise ParamsError("datasets: must be a non-empty mapping name -> dataset settings")
+    bad = [n for n in raw["datasets"] if not _is_name(n)]
+    if bad:
+        raise ParamsError(f"datasets: name {bad[0]!r} must be letters, digits and '_'")
     datasets = {n: build_section(DataConfig, d, f"datasets.{n}") for n, d in raw["datasets"].items()}
-    for n, d in datasets.items():
-        strangers = sorted(set(d.rows) - set(models))
-        if strangers:
-            raise ParamsError(f"datasets.{n}.rows: {strangers} are not rows of `models` "
-                              f"({list(models)})")
+    runs = _build_runs(raw["runs"], datasets, models)
     sections = {s: build_section(cls, raw[s], s) for s, cls in SECTIONS.items()}
-    config = Config(datasets=datasets, seeds=seeds, models=models, **sections)
+    config = Config(datasets=datasets, seeds=seeds, models=models, runs=runs, **sections)
     if config.report.reference not in models:
         raise ParamsError(f"report.reference = {config.report.reference!r} is not a row of "
                           f"`models` ({list(models)})")
@@ -405,66 +448,101 @@ def load_config(params_file: str | Path = "params.yaml", profile: str | Path | N
 # ----------------------------------------------------------------------------- stages
 
 # What each stage reads: the same entries as its `params:` in dvc.yaml ({dataset} and
-# {row} are the stage's own). tests/test_project.py keeps the two equal.
+# {row} are the stage's own), a whole section or single keys of it. tests/test_project.py
+# keeps the two equal, and StageConfig refuses anything else at run time.
+_EVALUATE_CHUNKS = tuple(f"evaluate.{k}" for k in ("prompt_len", "gen_len", "chunk_stride",
+                                                   "max_items", "subset_seed", "batch_size",
+                                                   "incremental"))
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {
-    "prepare": ("datasets.{dataset}",),
-    "baselines": ("datasets.{dataset}", "seeds", "train", "evaluate", "baselines", "compute"),
-    "train": ("datasets.{dataset}", "seeds", "models.{row}", "train", "compute"),
-    "evaluate": ("datasets.{dataset}", "seeds", "models.{row}", "evaluate", "compute"),
-    "report": ("datasets.{dataset}", "seeds", "models", "train", "evaluate", "baselines",
-               "claims", "compute", "report"),
+    "prepare": tuple(f"datasets.{{dataset}}.{k}" for k in ("source", "max_size", "max_chars",
+                                                         "limit_items", "kmeans_seed")),
+    "baselines": ("datasets.{dataset}.test_fraction", "seeds", "train.seq_len",
+                  "train.sample_stride", *_EVALUATE_CHUNKS, "baselines"),
+    "train": ("datasets.{dataset}.test_fraction", "seeds", "models.{row}", "train", "compute"),
+    "evaluate": ("datasets.{dataset}.test_fraction", "seeds", "models.{row}", "evaluate",
+                 "compute.device"),
+    "report": ("datasets.{dataset}", "seeds", "models", "runs", "train", "evaluate",
+               "baselines.names", "claims", "report"),
 }
+# Read by any stage without being declared: how many worker processes run a stage's seeds
+# at once, which changes no byte of its outputs (each job's thread count does: the train
+# stage, whose threads per job follow from it, declares `compute` whole).
+UNDECLARED = frozenset({"compute.cores"})
+
+
+class Declared:
+    """A section (or a dataset's settings) as a stage may read it: the declared keys only.
+    `to_dict()` gives those keys (what a worker job is passed)."""
+
+    def __init__(self, section: Any, keys: frozenset[str], stage: str, where: str):
+        self._section, self._keys, self._stage, self._where = section, keys, stage, where
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        if key not in self._keys:
+            raise ParamsError(f"stage {self._stage!r} reads `{self._where}.{key}`, which it does "
+                              f"not declare: add it to STAGE_PARAMS[{self._stage!r}] and to the "
+                              "stage's params in dvc.yaml")
+        return getattr(self._section, key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self._section, k) for k in sorted(self._keys)}
 
 
 class StageConfig:
     """The parameters one stage may read: `.dataset` (its DataConfig), `.row` (its
-    RowConfig, train/evaluate stages), `.rows` (the dataset's rows), and the sections it
-    declares. Reading anything else raises: the stage would not re-run when it changed."""
+    RowConfig, train/evaluate stages), `.rows` (the rows run on its dataset), and the
+    sections (or keys) it declares. Reading anything else raises: the stage would not
+    re-run when it changed."""
 
     def __init__(self, config: Config, stage: str, dataset: str, row: str | None = None):
         if stage not in STAGE_PARAMS:
             raise ParamsError(f"unknown stage {stage!r}; stages: {list(STAGE_PARAMS)}")
         if dataset not in config.datasets:
             raise ParamsError(f"dataset {dataset!r} is not in `datasets` ({list(config.datasets)})")
-        declared = STAGE_PARAMS[stage]
-        if "models.{row}" in declared:
+        declared = [p.format(dataset=dataset, row=row) for p in STAGE_PARAMS[stage]]
+        if "models.{row}" in STAGE_PARAMS[stage]:
             if row not in config.models:
                 raise ParamsError(f"stage {stage}: row {row!r} is not in `models` "
                                   f"({list(config.models)})")
-            rows = config.rows_of(dataset)
-            if row not in {r.name for r in rows}:
-                raise ParamsError(f"row {row!r} is not trained on dataset {dataset!r} "
-                                  f"(datasets.{dataset}.rows)")
+            if f"{dataset}-{row}" not in config.runs:
+                raise ParamsError(f"row {row!r} is not run on dataset {dataset!r}: add "
+                                  f"`{dataset}-{row}: {{dataset: {dataset}, row: {row}}}` to `runs`")
         self._config, self.stage, self.dataset_name, self.row_name = config, stage, dataset, row
-        self._declared = {d.split(".")[0] for d in declared} | {"dataset"}
+        self._declared = set(declared) | set(UNDECLARED)
 
-    def _need(self, section: str) -> None:
-        if section not in self._declared:
-            raise ParamsError(f"stage {self.stage!r} reads `{section}`, which it does not "
-                              f"declare: add it to STAGE_PARAMS[{self.stage!r}] and to the "
-                              "stage's params in dvc.yaml")
+    def _view(self, path: str, value: Any) -> Any:
+        """`value` (at dotted `path`) whole if declared whole, else a view of its declared keys."""
+        if path in self._declared or any(path.startswith(d + ".") for d in self._declared):
+            return value
+        keys = frozenset(d[len(path) + 1:] for d in self._declared
+                         if d.startswith(path + ".") and "." not in d[len(path) + 1:])
+        if not keys:
+            raise ParamsError(f"stage {self.stage!r} reads `{path}`, which it does not declare: "
+                              f"add it to STAGE_PARAMS[{self.stage!r}] and to the stage's params "
+                              "in dvc.yaml")
+        return Declared(value, keys, self.stage, path)
 
     @property
     def dataset(self) -> DataConfig:
-        return self._config.datasets[self.dataset_name]
+        return self._view(f"datasets.{self.dataset_name}", self._config.datasets[self.dataset_name])
 
     @property
     def row(self) -> RowConfig:
-        self._need("models")
         if self.row_name is None:
             raise ParamsError(f"stage {self.stage!r} has no row")
-        return self._config.models[self.row_name]
+        return self._view(f"models.{self.row_name}", self._config.models[self.row_name])
 
     @property
     def rows(self) -> list[RowConfig]:
-        self._need("models")
-        return self._config.rows_of(self.dataset_name)
+        self._view("runs", None)
+        return [self._view(f"models.{r.name}", r) for r in self._config.rows_of(self.dataset_name)]
 
     def __getattr__(self, section: str) -> Any:
         if section.startswith("_") or section not in TOP_LEVEL:
             raise AttributeError(section)
-        self._need(section)
-        return getattr(self._config, section)
+        return self._view(section, getattr(self._config, section))
 
 
 def stage_config(stage: str, params_file: str | Path, profile: str | Path | None = None, *,
@@ -509,9 +587,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "validate":
             config = load_config(args.params, args.profile)
-            n_runs = sum(len(r.seeds) for d in config.datasets for r in config.rows_of(d))
+            n_runs = sum(len(config.models[r.row].seeds) for r in config.runs.values())
             print(f"{args.params}: ok ({len(config.models)} rows, {len(config.datasets)} "
-                  f"datasets, {n_runs} training runs)")
+                  f"datasets, {len(config.runs)} runs: {n_runs} trainings over seeds)")
         elif args.command == "merge":
             merged = load_raw(args.params, args.profile)
             build_config(merged)

@@ -107,3 +107,16 @@ def gallery(original: Image.Image, samples: Sequence[tuple[str, Image.Image]], p
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")
     return path
+
+
+def with_header(picture: Image.Image, lines: Sequence[str], size: int = 16) -> Image.Image:
+    """`picture` under a header of text lines, widened if a line is longer than it."""
+    font, pad = _font(size), 8
+    width = max(picture.width, *(math.ceil(font.getlength(line)) + 2 * pad for line in lines))
+    header = pad + len(lines) * (size + 6)
+    sheet = Image.new("RGB", (width, header + picture.height), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, line in enumerate(lines):
+        draw.text((pad, pad + k * (size + 6)), line, fill="black", font=font)
+    sheet.paste(picture, (0, header))
+    return sheet

@@ -235,3 +235,21 @@ def prepare_dataset(source: str | Path = "data/pokemon", out_dir: str | Path = "
 
     write_dir(out_dir, fill)
     return report
+
+
+def prepare_stage(root: Path, cfg) -> dict[str, Any]:
+    """The prepare stage: `prepare_dataset` with the stage's dataset settings into
+    artifacts/<ds>, and its timing record (timings/<ds>/prepare.json)."""
+    import time
+
+    from pxby_lib import runs
+    from pxby_lib.runtime import resolve
+
+    data, t0 = cfg.dataset, time.perf_counter()
+    out = runs.dataset_dir(root, cfg.dataset_name)
+    report = prepare_dataset(resolve(data.source), out, max_size=data.max_size,
+                             max_chars=data.max_chars, kmeans_seed=data.kmeans_seed,
+                             limit_items=data.limit_items)
+    runs.write_timing(runs.timing_path(root, cfg.dataset_name, "prepare"), runs.files_under(out),
+                      {"stage_seconds": time.perf_counter() - t0, "n_items": report["n_items"]})
+    return report

@@ -1,10 +1,12 @@
 """The report stage: Table 1, the claims, the compute table, the curves, the figures.
 
 Inputs are tracked outputs of the other stages (`runs` says where they lie): every run's
-evaluation summary and per-chunk tables, its training log and checkpoint, its timing
-record, the baselines' summaries, the dataset; and the package's own copy of the
-paper's Table 1 (`paper_table1.csv`). `write_report` writes, into `out_dir`:
-table1.{md,csv,tex}, claims.{md,csv}, compute.md, curves.csv and figures/.
+evaluation summary, per-chunk tables and generated sample, its training log, the timing
+records of the train and evaluate stages, the baselines' summaries, the dataset; and the
+package's own copy of the paper's Table 1 (`paper_table1.csv`). It loads no model and
+generates nothing: Figure 1 and the gallery draw the samples the evaluate stages wrote.
+`write_report` writes, into reports/<ds>/: table1.{md,csv,tex}, claims.{md,csv},
+compute.md, curves.csv and figures/.
 """
 
 from __future__ import annotations
@@ -87,8 +89,11 @@ def collect_runs(root: Path, ds: str, rows: dict[str, tuple[int, ...]]) -> pd.Da
             line["one_step_loss"] = s["one_step"]["test_loss"]
             line["epochs"], line["steps"] = s.get("epoch"), s.get("steps")
             line["stopped_by"] = s.get("stopped_by")
-            train_t = runs.read_timing(runs.timing_path(root, ds, row, seed, "train"))
-            eval_t = runs.read_timing(runs.timing_path(root, ds, row, seed, "evaluate"))
+            stage = "baselines" if line["baseline"] else "evaluate"
+            name = f"{row.split('/', 1)[-1]} s{seed}" if line["baseline"] else f"s{seed}"
+            train_t = runs.read_timing(runs.timing_path(root, ds, "train", row)).get("runs", {}).get(f"s{seed}", {})
+            eval_t = runs.read_timing(runs.timing_path(root, ds, stage, None if line["baseline"] else row)
+                                      ).get("runs", {}).get(name, {})
             line["train_seconds"] = train_t.get("seconds")
             line["eval_seconds"] = eval_t.get("seconds")
             for key in ("device", "torch", "threads", "cpu_capability"):
@@ -243,7 +248,8 @@ def compute_markdown(runs_: pd.DataFrame) -> str:
             for r in models.itertuples()]
     total_train = models["train_seconds"].sum()
     return ("# Compute per run\n\nWall seconds of the run that first produced each run's "
-            "outputs (timings/: a re-run reproducing the same bytes keeps them). Training jobs "
+            "outputs (the train and evaluate stages' timing records, timings/<dataset>/: a "
+            "re-run reproducing the same bytes keeps them). Training jobs "
             "of one stage run in parallel worker processes, so the stage takes less than the "
             f"sum. Sum over runs: training {total_train / 60:.0f} min.\n\n"
             + _markdown(header, rows) + "\n")
@@ -259,14 +265,16 @@ def curves(histories: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- the stage
 
 
-def write_report(root: Path, cfg: StageConfig, out_dir: Path) -> dict[str, Path]:
-    """Every artifact of the report stage for the stage's dataset; returns their paths."""
+def write_report(root: Path, cfg: StageConfig) -> dict[str, Path]:
+    """Every artifact of the report stage for the stage's dataset, into reports/<ds>/, and
+    the stage's timing record; returns their paths."""
+    import time
+
     from pxby_lib.figures import figure2
     from pxby_lib.models import build_model, count_parameters
-    from pxby_lib.runtime import set_threads
 
-    set_threads(1)  # Figure 1's generation: the evaluate stage's numerics
-    ds = cfg.dataset_name
+    ds, t0 = cfg.dataset_name, time.perf_counter()
+    out_dir = runs.report_dir(root, ds)
     model_rows = {r.name: r.seeds for r in cfg.rows}
     baseline_rows = {f"baselines/{n}": cfg.seeds for n in cfg.baselines.names}
     runs_ = collect_runs(root, ds, {**model_rows, **baseline_rows})
@@ -299,8 +307,10 @@ def write_report(root: Path, cfg: StageConfig, out_dir: Path) -> dict[str, Path]
                 .rename(columns={"one_step_loss": "test_loss", "one_step_acc": "test_accuracy"})
                 .reset_index())
     written["figure2_training"] = figure2(histories, family_rows, one_step, figures / "figure2_training.png")
-    written["figure1_generation"] = _figure1(root, cfg, figures / "figure1_generation.png")
+    written["figure1_generation"] = _figure1(root, cfg, ran, figures / "figure1_generation.png")
     written["gallery"] = _gallery(root, cfg, ran, figures / "gallery.png")
+    runs.write_timing(runs.timing_path(root, ds, "report"), runs.files_under(out_dir),
+                      {"stage_seconds": time.perf_counter() - t0})
     return written
 
 
@@ -315,22 +325,30 @@ def _one_row_per_family(cfg: StageConfig, runs_: pd.DataFrame) -> dict[str, str]
     return {row: f"{family} {short_name(row).split(' ', 1)[1]}" for row, family in chosen.items()}
 
 
-def _figure1(root: Path, cfg: StageConfig, path: Path) -> Path:
-    """Figure 1: the reference model (first seed, last checkpoint) on `report.figure1_item`,
-    8 generated tokens alternating with 32 true ones after the prompt, generated marked."""
+def _figure1(root: Path, cfg: StageConfig, rows: list[str], path: Path) -> Path:
+    """Figure 1: the sample the evaluate stage wrote for the reference row (its first seed's
+    first test item; the first row run on the dataset if the reference is not), 8
+    generated tokens alternating with 32 true ones after the prompt, generated marked."""
     from pxby_lib.atomic import atomic_path
-    from pxby_lib.checkpoint import load_model
     from pxby_lib.dataset import load_dataset
-    from pxby_lib.render import continuation_picture
-    from pxby_lib.runtime import resolve_device
+    from pxby_lib.figures import with_header
+    from pxby_lib.render import render_comparison
 
-    ref = cfg.models[cfg.report.reference]
-    dev = resolve_device(cfg.compute.device)
-    model, _ = load_model(runs.model_dir(root, cfg.dataset_name, ref.name, ref.seeds[0]) / "last.pt",
-                          device=dev)
-    windows = load_dataset(runs.dataset_dir(root, cfg.dataset_name)).item(cfg.report.figure1_item)
-    picture, _, _ = continuation_picture(model, windows, device=dev, prompt_len=cfg.evaluate.prompt_len,
-                                         incremental=cfg.evaluate.incremental)
+    row = cfg.report.reference if cfg.report.reference in rows else rows[0]
+    f = runs.eval_dir(root, cfg.dataset_name, row) / "sample.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"{f} is missing: run evaluate@{cfg.dataset_name}-{row}")
+    s = json.loads(f.read_text())
+    ids = np.asarray(s["ids"])
+    windows = load_dataset(runs.dataset_dir(root, cfg.dataset_name)).item(s["item"])
+    picture = render_comparison(windows[: len(ids), 1, 1], ids, scale=8,
+                                titles=(f"test item {s['item']}", "with generated tokens (marked)"),
+                                generated=np.asarray(s["generated"], bool))
+    picture = with_header(picture, [
+        f"{short_name(row)}{' (the reference row)' if row == cfg.report.reference else ''}, "
+        f"seed {s['seed']}, a test item of that seed:",
+        f"after a prompt of {cfg.evaluate.prompt_len} true tokens, 8 generated tokens alternate "
+        "with 32 true ones"])
     with atomic_path(path) as tmp:
         picture.save(tmp, format="PNG")
     return path

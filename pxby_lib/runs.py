@@ -12,8 +12,12 @@ Layout (ds = dataset name, row = a `models` row or `baselines/<name>`, k = seed)
   eval/ds/row/s<k>/                  chunks_paper.csv, chunks_heldout.csv, summary.json
   eval/ds/row/sample.png             a generated sample (first seed, first test item)
   metrics/ds/row.json                scores averaged over seeds (`dvc metrics show`)
-  timings/ds/row/s<k>.<stage>.json   wall time, device, threads: see `write_timing`
+  timings/ds/<stage>.json            prepare, baselines, report: how long the stage took
+  timings/ds/<stage>/row.json        train, evaluate: the stage and each of its runs
+  reports/ds/                        Table 1, claims, compute, curves, figures
   .resume/ds/row/s<k>/               resume state of an interrupted training run
+
+A stage writes its timing record itself, as one of its DVC outputs (`write_timing`).
 """
 
 from __future__ import annotations
@@ -43,8 +47,13 @@ def metrics_path(root: Path, ds: str, row: str) -> Path:
     return root / "metrics" / ds / f"{row}.json"
 
 
-def timing_path(root: Path, ds: str, row: str, seed: int, stage: str) -> Path:
-    return root / "timings" / ds / row / f"s{seed}.{stage}.json"
+def timing_path(root: Path, ds: str, stage: str, row: str | None = None) -> Path:
+    base = root / "timings" / ds
+    return base / f"{stage}.json" if row is None else base / stage / f"{row}.json"
+
+
+def report_dir(root: Path, ds: str) -> Path:
+    return root / "reports" / ds
 
 
 def resume_dir(root: Path, ds: str, row: str, seed: int) -> Path:
@@ -58,25 +67,31 @@ def file_digest(*paths: Path) -> str:
     return digest.hexdigest()
 
 
-def write_timing(path: Path, outputs_digest: str, record: dict[str, Any]) -> None:
-    """Record how long a run took, beside (not among) its DVC outputs.
+def write_timing(path: Path, outputs: list[Path], record: dict[str, Any]) -> None:
+    """A stage's timing record (an output of the stage, `persist` in dvc.yaml).
 
-    Seconds are not reproducible, so they must not sit in files whose hashes DVC checks
-    (a forced re-run would then change dvc.lock and git). The record is rewritten only
-    when the run's outputs changed (`outputs_digest`): a re-run that reproduces the same
-    bytes keeps the timing of the run that first made them."""
-    if path.is_file():
-        try:
-            if json.loads(path.read_text()).get("outputs_sha256") == outputs_digest:
-                return
-        except json.JSONDecodeError:
-            pass
-    record = {"outputs_sha256": outputs_digest, **record}
+    Seconds are not reproducible, so the record is rewritten only when the stage's
+    `outputs` changed (their sha256 is kept in the record): a forced re-run that
+    reproduces the same bytes keeps the timing of the run that first made them, and
+    leaves dvc.lock and git unchanged."""
+    digest = file_digest(*sorted(outputs))
+    if read_timing(path).get("outputs_sha256") == digest:
+        return
+    record = {"outputs_sha256": digest, **record}
     write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def read_timing(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """A timing record, or {} where there is none (or it is not JSON)."""
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def files_under(*paths: Path) -> list[Path]:
+    """Every file of `paths` (folders walked), for `write_timing`'s digest."""
+    return [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file()]
 
 
 def load_histories(root: Path, ds: str, row: str, seeds: tuple[int, ...]):

@@ -1,10 +1,10 @@
-"""The evaluate and baselines stages: score runs with both protocols, per seed.
+"""The evaluate stage: score a trained row's runs with both protocols, per seed.
 
-`evaluate_row` scores every seed of a trained row (its `evaluate.checkpoint`), and
-`evaluate_baselines` fits every baseline on each seed's training items and scores it the
-same way, plus the one-step test accuracy of the training log. Per run they write
-per-chunk tables and a summary (`runs.eval_dir`), per row the scores averaged over seeds
-(`runs.metrics_path`, what `dvc metrics show` lists), and a generated sample.
+`evaluate_row` scores every seed of a trained row (its `evaluate.checkpoint`). Per run it
+writes per-chunk tables and a summary (`runs.eval_dir`), per row the scores averaged over
+seeds (`runs.metrics_path`, what `dvc metrics show` lists), the generated sample Figure 1
+and the gallery draw (`write_sample`), and the stage's timing record. The baselines stage
+(`baselines.evaluate_baselines`) scores the baselines with the same `score_run`.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import numpy as np
 
 from pxby_lib import runs
 from pxby_lib.atomic import write_text
-from pxby_lib.config import EvaluateConfig, StageConfig, TrainConfig
+from pxby_lib.config import EvaluateConfig, StageConfig
 
 PAPER_SCORES = ("hamming", "cosine", "bleu")
 
 
-def score_run(predictor, dataset, seed: int, test_fraction: float, ev: EvaluateConfig,
-              device, out: Path) -> dict[str, Any]:
+def score_run(predictor, dataset, seed: int, test_fraction: float, ev, device,
+              out: Path) -> dict[str, Any]:
     """Both protocols for one run (a model or a baseline): per-chunk CSVs and a summary."""
     from pxby_lib.evaluate import evaluate_heldout, evaluate_paper, select_items
 
@@ -62,7 +62,7 @@ def write_sample(model, dataset, seed: int, test_fraction: float, ev: EvaluateCo
                                                "generated": generated.astype(int).tolist()}) + "\n")
 
 
-def _say_scores(run: str, summary: dict) -> None:
+def say_scores(run: str, summary: dict) -> None:
     from pxby_lib.runtime import say
 
     say(f"{run}: paper BLEU {summary['paper']['bleu_mean']:.3f} ({summary['paper']['n_chunks']} "
@@ -70,7 +70,7 @@ def _say_scores(run: str, summary: dict) -> None:
         f"({summary['heldout']['n_items']} items)")
 
 
-def _write_summary(out: Path, summary: dict) -> None:
+def write_summary(out: Path, summary: dict) -> None:
     from pxby_lib.evaluate import summary_to_json
 
     summary_to_json(summary, out / "summary.json")
@@ -94,42 +94,11 @@ def evaluate_job(root: str, ds: str, row: str, seed: int, test_fraction: float, 
     summary.update(one_step={"test_loss": last["test_loss"], "test_accuracy": last["test_accuracy"]},
                    checkpoint=ev.checkpoint, epoch=int(meta["epoch"]), steps=int(meta["steps"]),
                    stopped_by=meta["stopped_by"])
-    _write_summary(out, summary)
-    _say_scores(f"{row} s{seed}", summary)
+    write_summary(out, summary)
+    say_scores(f"{row} s{seed}", summary)
     if sample:
         write_sample(model, dataset, seed, test_fraction, ev, dev, runs.eval_dir(root_path, ds, row))
-    runs.write_timing(runs.timing_path(root_path, ds, row, seed, "evaluate"), runs.file_digest(out / "summary.json"),
-                 {"seconds": time.perf_counter() - t0, "device": str(dev), **numerics_record()})
-    return summary
-
-
-def baseline_job(root: str, ds: str, name: str, seed: int, test_fraction: float, alpha: float,
-                 schedule: dict, evaluate: dict) -> dict[str, Any]:
-    """Fit baseline `name` on seed k's training items; one-step accuracy on its test
-    samples (as in the training log) and both protocols."""
-    import torch
-
-    from pxby_lib.baselines import fit_baseline
-    from pxby_lib.dataset import WindowSamples, load_dataset
-    from pxby_lib.runtime import numerics_record
-    from pxby_lib.train import evaluate_samples
-
-    root_path, cfg, ev = Path(root), TrainConfig(**schedule), EvaluateConfig(**evaluate)
-    t0 = time.perf_counter()
-    dataset = load_dataset(runs.dataset_dir(root_path, ds))
-    train_ids, test_ids = dataset.split(seed, test_fraction)
-    baseline = fit_baseline(name, dataset.items(train_ids), alpha)
-    test_samples = WindowSamples(dataset.items(test_ids), cfg.seq_len, cfg.sample_stride)
-    one = evaluate_samples(baseline, test_samples, np.arange(len(test_samples)), torch.device("cpu"))
-    row = f"baselines/{name}"
-    out = runs.eval_dir(root_path, ds, row, seed)
-    summary = score_run(baseline, dataset, seed, test_fraction, ev, "cpu", out)
-    summary.update(one_step={"test_loss": one["loss"] if baseline.has_loss else None,
-                             "test_accuracy": one["accuracy"]})
-    _write_summary(out, summary)
-    _say_scores(f"{row} s{seed}", summary)
-    runs.write_timing(runs.timing_path(root_path, ds, row, seed, "evaluate"), runs.file_digest(out / "summary.json"),
-                 {"seconds": time.perf_counter() - t0, "device": "cpu", **numerics_record()})
+    summary["timing"] = {"seconds": time.perf_counter() - t0, "device": str(dev), **numerics_record()}
     return summary
 
 
@@ -138,31 +107,18 @@ def evaluate_row(root: Path, cfg: StageConfig) -> list[dict]:
     its small products are slower on two (measured 50x on a busy 2-core machine)."""
     from pxby_lib.jobs import plan, run_jobs
 
-    row = cfg.row
+    row, ds, t0 = cfg.row, cfg.dataset_name, time.perf_counter()
     workers, _ = plan(cfg.compute.cores, len(row.seeds))
-    jobs = [dict(root=str(root), ds=cfg.dataset_name, row=row.name, seed=s,
+    jobs = [dict(root=str(root), ds=ds, row=row.name, seed=s,
                  test_fraction=cfg.dataset.test_fraction, evaluate=asdict(cfg.evaluate),
                  device=cfg.compute.device, sample=i == 0) for i, s in enumerate(row.seeds)]
     summaries = run_jobs(evaluate_job, jobs, workers, threads=1)
-    write_metrics(root, cfg.dataset_name, row.name, summaries)
+    timings = {f"s{s['seed']}": s.pop("timing") for s in summaries}
+    write_metrics(root, ds, row.name, summaries)
+    runs.write_timing(runs.timing_path(root, ds, "evaluate", row.name),
+                      runs.files_under(runs.eval_dir(root, ds, row.name)),
+                      {"stage_seconds": time.perf_counter() - t0, "workers": workers, "runs": timings})
     return summaries
-
-
-def evaluate_baselines(root: Path, cfg: StageConfig) -> dict[str, list[dict]]:
-    """Fit and score every baseline for every seed of the dataset's runs."""
-    from pxby_lib.jobs import plan, run_jobs
-
-    names, seeds = cfg.baselines.names, cfg.seeds
-    jobs = [dict(root=str(root), ds=cfg.dataset_name, name=n, seed=s,
-                 test_fraction=cfg.dataset.test_fraction, alpha=cfg.baselines.alpha,
-                 schedule=asdict(cfg.train), evaluate=asdict(cfg.evaluate))
-            for n in names for s in seeds]
-    workers, _ = plan(cfg.compute.cores, len(jobs))
-    results = run_jobs(baseline_job, jobs, workers, threads=1)
-    by_name = {n: [r for j, r in zip(jobs, results, strict=True) if j["name"] == n] for n in names}
-    for n, summaries in by_name.items():
-        write_metrics(root, cfg.dataset_name, f"baselines/{n}", summaries)
-    return by_name
 
 
 def seed_mean_scores(summaries: list[dict]) -> dict[str, Any]:

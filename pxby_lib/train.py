@@ -23,7 +23,7 @@ log so far. A run killed at any moment restarts from the last completed epoch an
 bit-identical (CPU) to an uninterrupted run.
 
 Files: last.pt, best.pt and history.csv hold no wall-clock time, so the same settings
-give the same bytes; seconds go to a timing record beside them (`runs.write_timing`).
+give the same bytes; seconds go to the stage's timing record (`runs.write_timing`).
 The train stage (`train_row`) trains a row's seeds in parallel workers (`train_job`).
 """
 
@@ -40,7 +40,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import f1_score
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -48,13 +47,13 @@ from pxby_lib import runs
 from pxby_lib.atomic import atomic_path
 from pxby_lib.checkpoint import load_state_into, read_checkpoint, save_checkpoint
 from pxby_lib.config import ModelConfig, StageConfig, TrainConfig
+from pxby_lib.onestep import evaluate_samples
 from pxby_lib.runtime import progress_mode, resolve_device, say
 
 HISTORY_COLUMNS = [
     "epoch", "steps", "train_eval_loss", "train_accuracy", "train_f1",
     "test_loss", "test_accuracy", "test_f1", "train_loss",
 ]
-EVAL_BATCH_SIZE = 256  # batching of the evaluation passes only (no effect on values)
 
 
 @dataclass
@@ -62,29 +61,6 @@ class TrainResult:
     history: pd.DataFrame  # the evaluation log, HISTORY_COLUMNS
     stopped_by: str | None  # 'patience' | 'cap' | None (interrupted by stop_after_epoch)
     seconds: list[float] = field(default_factory=list)  # wall time of every epoch run
-
-
-@torch.no_grad()
-def evaluate_samples(model: nn.Module, samples, indices: np.ndarray, device: torch.device,
-                     batch_size: int = EVAL_BATCH_SIZE) -> dict[str, float]:
-    """Loss (mean over samples), accuracy (%) and weighted F1 on `samples[indices]`."""
-    was_training = model.training
-    model.eval()
-    total_loss, preds, targets = 0.0, [], []
-    for start in range(0, len(indices), batch_size):
-        x, y = samples.batch(indices[start:start + batch_size])
-        x, y = x.to(device), y.to(device)
-        logits = model(x)  # (B, V)
-        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-        preds.append(logits.argmax(-1).cpu())
-        targets.append(y.cpu())
-    model.train(was_training)
-    pred, true = torch.cat(preds).numpy(), torch.cat(targets).numpy()
-    return {
-        "loss": total_loss / len(indices),
-        "accuracy": 100.0 * float((pred == true).mean()),
-        "f1": float(f1_score(true, pred, average="weighted", zero_division=0)),
-    }
 
 
 def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
@@ -278,21 +254,25 @@ def train_job(root: str, ds: str, row: str, model: dict, schedule: dict, seed: i
                "stopped_by": ck["stopped_by"], "best_epoch": int(ck["best_epoch"]),
                "test_loss": float(last.test_loss), "test_accuracy": float(last.test_accuracy),
                "n_train_samples": len(train_samples), "n_test_samples": len(test_samples)}
-    runs.write_timing(runs.timing_path(root_path, ds, row, seed, "train"),
-                 runs.file_digest(out / "last.pt", out / "best.pt"),
-                 {"seconds": float(sum(result.seconds)), "epoch_seconds": result.seconds,
-                  "device": str(next(net.parameters()).device), **numerics_record(),
-                  "epochs": summary["epochs"], "steps": summary["steps"]})
+    summary["timing"] = {"seconds": float(sum(result.seconds)), "epoch_seconds": result.seconds,
+                         "device": str(next(net.parameters()).device), **numerics_record(),
+                         "epochs": summary["epochs"], "steps": summary["steps"]}
     return summary
 
 
 def train_row(root: Path, cfg: StageConfig) -> list[dict]:
-    """Train every seed of the stage's row, `jobs.plan(cores, n_seeds)` workers at a time."""
+    """Train every seed of the stage's row, `jobs.plan(cores, n_seeds)` workers at a time;
+    the stage's timing record (timings/<ds>/train/<row>.json) says how long each took."""
     from pxby_lib.jobs import plan, run_jobs
 
-    row = cfg.row
+    row, ds, t0 = cfg.row, cfg.dataset_name, time.perf_counter()
     workers, threads = plan(cfg.compute.cores, len(row.seeds))
-    jobs = [dict(root=str(root), ds=cfg.dataset_name, row=row.name, model=row.model.to_dict(),
+    jobs = [dict(root=str(root), ds=ds, row=row.name, model=row.model.to_dict(),
                  schedule=asdict(cfg.train), seed=seed, test_fraction=cfg.dataset.test_fraction,
                  device=cfg.compute.device) for seed in row.seeds]
-    return run_jobs(train_job, jobs, workers, threads)
+    summaries = run_jobs(train_job, jobs, workers, threads)
+    timings = {f"s{s['seed']}": s.pop("timing") for s in summaries}
+    checkpoints = [runs.model_dir(root, ds, row.name, s) / f for s in row.seeds for f in ("last.pt", "best.pt")]
+    runs.write_timing(runs.timing_path(root, ds, "train", row.name), checkpoints,
+                      {"stage_seconds": time.perf_counter() - t0, "workers": workers, "runs": timings})
+    return summaries

@@ -1,38 +1,44 @@
-"""Wall time of every pipeline stage of the last `dvc repro`, per stage and per group.
+"""Wall time of every pipeline stage, per stage and per group, from the stages' own records.
 
-    python scripts/stage_timings.py [--start EPOCH_SECONDS] [reports/notebooks]
+    python scripts/stage_timings.py [timings]
 
-The executed notebooks hold no timings (pxby_lib.notebooks strips them, so that a re-run
-with the same results leaves git clean); `dvc repro` runs one stage at a time, so each
-stage's wall time is the time between its executed notebook being written and the one
-before it (`--start`: when the repro began, for the first stage). DVC's own work between
-stages is counted in the stage after it. Per-run training seconds are in timings/.
+Every stage writes a timing record as one of its outputs (`pxby_lib.runs.write_timing`):
+timings/<dataset>/<stage>.json (prepare, baselines, report) or
+timings/<dataset>/<stage>/<row>.json (train, evaluate), with the stage's wall seconds and
+each run's. They are in git, so this works on a fresh clone after `dvc pull`. A record is
+rewritten only when its stage's outputs change: the times are those of the runs that made
+today's outputs (which may be different machines; the records name their CPU). Records
+written before stage wall times were kept give the sum of their runs' seconds instead,
+marked "runs".
 """
 
 import argparse
+import json
 from collections import defaultdict
 from pathlib import Path
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("root", nargs="?", default="reports/notebooks")
-parser.add_argument("--start", type=float, help="epoch seconds when dvc repro started")
+parser.add_argument("root", nargs="?", default="timings", type=Path)
 args = parser.parse_args()
-notebooks = sorted(Path(args.root).rglob("*.ipynb"), key=lambda p: p.stat().st_mtime)
-if not notebooks:
-    raise SystemExit(f"no executed notebooks under {args.root}: run dvc repro first")
-previous = args.start if args.start is not None else notebooks[0].stat().st_mtime
+records = sorted(args.root.glob("*/*.json")) + sorted(args.root.glob("*/*/*.json"))
+if not records:
+    raise SystemExit(f"no timing records under {args.root}: run `dvc pull` or `dvc repro` first")
 rows, groups = [], defaultdict(float)
-for path in notebooks:
-    stage = path.relative_to(args.root).with_suffix("").as_posix()
-    written = path.stat().st_mtime
-    seconds, previous = written - previous, written
-    rows.append((stage, seconds))
-    groups[stage.rsplit("/", 1)[0]] += seconds
-width = max(len(s) for s, _ in rows)
-print(f"| {'stage'.ljust(width)} | seconds |\n|{'-' * (width + 2)}|---------|")
-for stage, seconds in rows:
-    print(f"| {stage.ljust(width)} | {seconds:7.0f} |")
+for path in records:
+    record = json.loads(path.read_text())
+    parts = path.relative_to(args.root).with_suffix("").parts  # (ds, stage) or (ds, stage, row)
+    ds, stage = parts[0], parts[1]
+    name = f"{stage}@{ds}" if len(parts) == 2 else f"{stage}@{ds}-{parts[2]}"
+    seconds, how = record.get("stage_seconds"), "stage"
+    if seconds is None:
+        seconds, how = sum(r.get("seconds") or 0.0 for r in record.get("runs", {}).values()), "runs"
+    rows.append((name, seconds, how))
+    groups[f"{stage}@{ds}"] += seconds
+width = max(len(s) for s, _, _ in rows)
+print(f"| {'stage'.ljust(width)} | seconds | measured |\n|{'-' * (width + 2)}|---------|----------|")
+for name, seconds, how in rows:
+    print(f"| {name.ljust(width)} | {seconds:7.0f} | {how} |")
 print("\n| group | minutes |\n|---|---|")
-for group, seconds in groups.items():
+for group, seconds in sorted(groups.items()):
     print(f"| {group} | {seconds / 60:.1f} |")
 print(f"| total | {sum(groups.values()) / 60:.1f} |")

@@ -52,18 +52,44 @@ def test_a_stage_reads_only_what_it_declares():
     config = load_config(ROOT / "params.yaml")
     train = StageConfig(config, "train", "pokemon", "rnn_bi_pxby_conv_d81_s64_l2")
     assert train.row.seeds == (0, 1, 2) and train.train.max_epochs == config.train.max_epochs
-    assert train.dataset.source == "data/pokemon"
+    assert train.dataset.test_fraction == 0.1
+    with pytest.raises(ParamsError, match="reads `datasets.pokemon.source`"):
+        train.dataset.source  # noqa: B018  (the train stage reads artifacts/, not the source)
     with pytest.raises(ParamsError, match="reads `evaluate`, which it does not declare"):
         train.evaluate  # noqa: B018
     prepare = StageConfig(config, "prepare", "emoji")
     assert prepare.dataset.max_size == 16
-    with pytest.raises(ParamsError, match="reads `models`"):
+    with pytest.raises(ParamsError, match="reads `datasets.emoji.test_fraction`, which it does not"):
+        prepare.dataset.test_fraction  # noqa: B018  (the split happens after prepare)
+    with pytest.raises(ParamsError, match="stage .prepare. has no row"):
         prepare.row  # noqa: B018
-    with pytest.raises(ParamsError, match="not trained on dataset 'emoji'"):
+    with pytest.raises(ParamsError, match="not run on dataset 'emoji': add `emoji-rnn_bi_pxby_conv_d36"):
         StageConfig(config, "train", "emoji", "rnn_bi_pxby_conv_d36_s64_l2")
     report = StageConfig(config, "report", "emoji")
-    assert {r.name for r in report.rows} == set(config.datasets["emoji"].rows)  # in models order
-    assert len(StageConfig(config, "report", "pokemon").rows) == 15  # rows: [] means every row
+    emoji_rows = [r.row for r in config.runs.values() if r.dataset == "emoji"]
+    assert {r.name for r in report.rows} == set(emoji_rows) and len(emoji_rows) == 6
+    assert [r.name for r in StageConfig(config, "report", "pokemon").rows] == list(config.models)
+
+
+def test_single_keys_of_a_section_and_the_undeclared_worker_count():
+    """A stage that declares single keys of a section reads those and no others;
+    `compute.cores` (how many workers, which changes no bytes) any stage may read."""
+    config = load_config(ROOT / "params.yaml")
+    baselines = StageConfig(config, "baselines", "pokemon")
+    assert (baselines.train.seq_len, baselines.train.sample_stride) == (128, 128)
+    with pytest.raises(ParamsError, match="reads `train.lr`, which it does not declare"):
+        baselines.train.lr  # noqa: B018
+    assert baselines.evaluate.to_dict() == {k: getattr(config.evaluate, k) for k in (
+        "batch_size", "chunk_stride", "gen_len", "incremental", "max_items", "prompt_len", "subset_seed")}
+    assert baselines.compute.cores == 2
+    with pytest.raises(ParamsError, match="reads `compute.device`"):
+        baselines.compute.device  # noqa: B018
+    evaluate = StageConfig(config, "evaluate", "emoji", "att_pxby_conv_d81_l1")
+    assert evaluate.compute.device == "auto" and evaluate.dataset.test_fraction == 0.1
+    with pytest.raises(ParamsError, match="reads `datasets.emoji.max_size`"):
+        evaluate.dataset.max_size  # noqa: B018
+    train = StageConfig(config, "train", "pokemon", "att_pxby_conv_d81_l1")
+    assert train.compute is config.compute  # declared whole: its threads per job follow from cores
 
 
 def test_set_flags_apply_a_profile_with_dvc_exp_run():

@@ -115,3 +115,28 @@ def test_bad_input_is_refused_naming_the_file_and_the_fix(tmp_path, problem, mat
         prepare_dataset(d, tmp_path / "out")
     assert "captions.csv" in str(caught.value) or problem == "no_captions_file"
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_a_snapshot_written_as_a_folder_reads_back_item_for_item(raw_data, tmp_path):
+    """`python -m pxby_lib.sources folder` (the format's template, and make smoke's folder
+    dataset): the first N items of a snapshot, their images and captions, round-trip."""
+    import subprocess
+    import sys
+
+    from pxby_lib.prepare import raw_records
+
+    out = tmp_path / "my_art"
+    run = subprocess.run([sys.executable, "-m", "pxby_lib.sources", "folder", "--from",
+                          str(raw_data), "--limit", "5", "--out", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "wrote" in run.stdout and "5 images" in run.stdout
+    original = raw_records(raw_data, "pokemon", None)[:5]
+    copied = load_folder(out)
+    assert [r["caption"] for r in copied] == [r.text for r in original]  # commas, quotes intact
+    assert [r["path"].read_bytes() for r in copied] == [r.image.read_bytes() for r in original]
+    again = subprocess.run([sys.executable, "-m", "pxby_lib.sources", "folder", "--from",
+                            str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")],
+                           capture_output=True, text=True)
+    assert again.returncode == 1 and again.stderr.startswith("error: source ")
+    assert not (tmp_path / "x").exists()

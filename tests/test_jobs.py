@@ -51,6 +51,8 @@ def test_parallel_training_equals_sequential_byte_for_byte(tmp_path):
 
     seq = run_jobs(train_job, jobs("seq"), workers=1, threads=1)
     par = run_jobs(train_job, jobs("par"), workers=2, threads=1)
+    for summary in seq + par:  # wall seconds differ; everything else must not
+        assert summary.pop("timing")["seconds"] > 0
     assert seq == par
     for seed in (0, 1):
         for name in ("last.pt", "best.pt", "history.csv"):

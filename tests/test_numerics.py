@@ -74,8 +74,8 @@ def test_untrained_reference_loss_equals_the_avx2_check_value(tmp_path, raw_data
 
     from pxby_lib.dataset import WindowSamples, load_dataset
     from pxby_lib.models import build_model
+    from pxby_lib.onestep import evaluate_samples
     from pxby_lib.prepare import prepare_dataset
-    from pxby_lib.train import evaluate_samples
 
     prepare_dataset(raw_data, tmp_path / "pokemon")
     dataset = load_dataset(tmp_path / "pokemon")

@@ -23,6 +23,7 @@ from pxby_lib.checkpoint import read_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MODEL = "rnn_bi_pxby_conv_d81_s64_l2"
+RUN = f"pokemon-{MODEL}"
 
 pytestmark = pytest.mark.usefixtures("raw_data")  # fails with `make data` advice if absent
 
@@ -42,8 +43,8 @@ def make_project(dest: Path, epochs: int) -> Path:
 
     params = load_raw(ROOT / "params.yaml", ROOT / "profiles" / "smoke.yaml")
     params["models"] = {MODEL: {**params["models"][MODEL], "seeds": [0]}}
-    params["datasets"]["pokemon"]["limit_items"] = 10
-    params["datasets"]["emoji"]["rows"] = [MODEL]
+    params["datasets"] = {"pokemon": {**params["datasets"]["pokemon"], "limit_items": 10}}
+    params["runs"] = {RUN: {"dataset": "pokemon", "row": MODEL}}
     params["train"].update(max_epochs=epochs, patience=0, eval_every=1, seq_len=32, sample_stride=32)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
@@ -86,13 +87,13 @@ def digest(path: Path) -> str:
 def test_sigkill_then_repro_resumes_to_identical_artifacts(tmp_path):
     epochs = 4
     clean = make_project(tmp_path / "clean", epochs)
-    run = dvc(clean, "repro", f"train@{MODEL}")
+    run = dvc(clean, "repro", f"train@{RUN}")
     assert run.returncode == 0, run.stdout + run.stderr
     out = Path("models") / "pokemon" / MODEL / "s0"
 
     killed = make_project(tmp_path / "killed", epochs)
     assert dvc(killed, "repro", "prepare@pokemon").returncode == 0
-    proc = subprocess.Popen([str(BIN / "dvc"), "repro", f"train@{MODEL}"], cwd=killed, env=env(),
+    proc = subprocess.Popen([str(BIN / "dvc"), "repro", f"train@{RUN}"], cwd=killed, env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     resume = killed / ".resume" / "pokemon" / MODEL / "s0" / "resume.pt"
@@ -119,15 +120,15 @@ def test_sigkill_then_repro_resumes_to_identical_artifacts(tmp_path):
         assert not leftover.name.endswith(".tmp"), f"half-written file left: {leftover}"
 
     done = read_checkpoint(resume)["epoch"]  # the last epoch that completed before the kill
-    rerun = dvc(killed, "repro", f"train@{MODEL}", progress="lines")
+    rerun = dvc(killed, "repro", f"train@{RUN}", progress="lines")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     said = rerun.stdout + rerun.stderr  # one progress line per logged epoch that ran again
     assert f"epoch {epochs}/{epochs}" in said and f"epoch {done}/{epochs}" not in said, said
     for name in ("last.pt", "best.pt", "history.csv"):  # no timings in any of them
         assert digest(clean / out / name) == digest(killed / out / name), f"{name} differs after resume"
-    notebook = Path("reports/notebooks/train") / f"{MODEL}.ipynb"  # stripped: no timings
+    notebook = Path("reports/notebooks/train") / f"{RUN}.ipynb"  # stripped: no timings
     assert digest(clean / notebook) == digest(killed / notebook), "the executed notebooks differ"
-    again = dvc(killed, "repro", f"train@{MODEL}")
+    again = dvc(killed, "repro", f"train@{RUN}")
     said = again.stdout + again.stderr
     assert again.returncode == 0 and ("didn't change" in said or "up to date" in said), said
 
@@ -143,7 +144,7 @@ def test_make_paper_mechanics_as_a_dvc_experiment(tmp_path):
     flags = [part for flag in set_flags(_read_yaml(ROOT / "profiles" / "paper.yaml"))
              for part in flag.split(" ", 1)]
     run = dvc(project, "exp", "run", "-n", "paper-tiny", *flags, "-S", "train.max_epochs=2",
-              f"train@{MODEL}", timeout=600)
+              f"train@{RUN}", timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     params = yaml.safe_load((project / "params.yaml").read_text())  # applied in the workspace
     assert params["train"]["seq_len"] == 256 and params["train"]["sample_stride"] == 32

@@ -114,18 +114,19 @@ def test_dvc_stages_inject_only_declared_notebook_parameters():
 def test_every_stage_declares_exactly_the_params_it_reads():
     """dvc.yaml's `params:` of a stage == config.STAGE_PARAMS of its kind, and the notebook
     reads its parameters only through `stage_config` of that kind (StageConfig refuses the
-    sections a stage does not declare, at run time)."""
+    sections and keys a stage does not declare, at run time). One stage per kind: over
+    `datasets` (prepare, baselines, report) or over `runs` (train, evaluate)."""
     from pxby_lib.config import STAGE_PARAMS
 
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    for name, stage in stages.items():
-        kind = name.removesuffix("_emoji")
-        body = stage.get("do", stage)
-        dataset = "emoji" if name.endswith("_emoji") else ("${key}" if "foreach" in stage
-                                                            and kind in ("prepare", "baselines") else "pokemon")
-        row = "${item}" if name.endswith("_emoji") else "${key}"
-        expected = [p.format(dataset=dataset, row=row) for p in STAGE_PARAMS[kind]]
-        assert body["params"] == expected, f"stage {name}: params {body['params']} != {expected}"
+    assert set(stages) == set(STAGE_PARAMS), "one stage per kind, each declared once"
+    for kind, stage in stages.items():
+        per_run = kind in ("train", "evaluate")
+        assert stage["foreach"] == ("${runs}" if per_run else "${datasets}"), kind
+        body = stage["do"]
+        dataset = "${item.dataset}" if per_run else "${key}"
+        expected = [p.format(dataset=dataset, row="${item.row}") for p in STAGE_PARAMS[kind]]
+        assert body["params"] == expected, f"stage {kind}: params {body['params']} != {expected}"
         nb = re.search(r"(notebooks/\S+\.ipynb)", body["cmd"]).group(1)
         code = "".join("".join(c["source"]) for c in json.loads((ROOT / nb).read_text())["cells"])
         assert f'stage_config("{kind}"' in code, f"{nb} must read its params via stage_config({kind!r})"
@@ -164,7 +165,13 @@ def test_params_and_profiles_are_valid():
     (lambda p: p["datasets"]["pokemon"].update(test_fraction=1.5), "datasets.pokemon.test_fraction"),
     (lambda p: p["models"]["att_pxby_conv_d81_l1"].update(depth=0), "depth"),
     (lambda p: p["models"]["att_pxby_conv_d81_l1"].update(seeds=[1, 1]), "distinct seeds"),
-    (lambda p: p["datasets"]["emoji"].update(rows=["gru_x"]), "not rows of `models`"),
+    (lambda p: p["runs"].update({"emoji-gru_x": {"dataset": "emoji", "row": "gru_x"}}),
+     "runs.emoji-gru_x.row = 'gru_x' is not in `models`"),
+    (lambda p: p["runs"].update({"mine-att_pxby_conv_d81_l1": {"dataset": "mine", "row": "att_pxby_conv_d81_l1"}}),
+     "runs.mine-att_pxby_conv_d81_l1.dataset = 'mine' is not in `datasets`"),
+    (lambda p: p["runs"].update({"emoji-att": {"dataset": "emoji", "row": "att_pxby_conv_d81_l1"}}),
+     "rename it 'emoji-att_pxby_conv_d81_l1'"),
+    (lambda p: p["datasets"].update({"my-art": p["datasets"]["emoji"]}), "name 'my-art' must be"),
     (lambda p: p["report"].update(reference="nope"), "report.reference"),
 ])
 def test_bad_params_are_rejected_before_work(tmp_path, edit, message):
@@ -254,8 +261,11 @@ def test_every_stage_depends_on_the_code_its_notebook_runs():
         extra = sorted(str(d.relative_to(ROOT)) for d in code
                        if not any(f == d or d in f.parents for f in files))
         assert not extra, f"stage {name!r} lists code it does not run: {extra}"
-    train_deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["do"]["deps"]
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    train_deps = stages["train"]["do"]["deps"]
     assert "pxby_lib/sources" not in train_deps and "pxby_lib/prepare.py" not in train_deps
+    evaluate_deps = stages["evaluate"]["do"]["deps"]  # the evaluate stage: no trainer, no baselines
+    assert "pxby_lib/train.py" not in evaluate_deps and "pxby_lib/baselines.py" not in evaluate_deps
 
 
 def test_licence_and_citation():
@@ -274,7 +284,8 @@ def test_readme_quotes_the_committed_verdicts():
     """The README's verdict table says, per claim and dataset, what reports/*claims.md say
     (its first bold word); a re-run that changes a verdict fails here until it is updated."""
     committed = {}
-    for ds, path in (("pokemon", ROOT / "reports/claims.md"), ("emoji", ROOT / "reports/emoji/claims.md")):
+    for ds in ("pokemon", "emoji"):
+        path = ROOT / "reports" / ds / "claims.md"
         for line in path.read_text().splitlines():
             if m := re.match(r"\| (C\d): .*\| \*\*([a-z ]+)\*\* \|", line):
                 committed[ds, m.group(1)] = m.group(2)
@@ -284,5 +295,5 @@ def test_readme_quotes_the_committed_verdicts():
             cells = line.strip().strip("|").split("|")
             pokemon, emoji = _bold_verdicts(cells[2:4])
             readme["pokemon", m.group(1)], readme["emoji", m.group(1)] = pokemon, emoji
-    assert len(committed) == 14, "reports/claims.md or reports/emoji/claims.md lacks C1-C7"
+    assert len(committed) == 14, "reports/pokemon/claims.md or reports/emoji/claims.md lacks C1-C7"
     assert readme == committed

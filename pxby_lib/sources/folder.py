@@ -123,3 +123,25 @@ def load_folder(data_dir: str | Path) -> list[dict[str, Any]]:
         raise SourceError(f"{path}: no caption for {len(unlisted)} image(s) in the folder, "
                           f"e.g. {unlisted[:3]}; add rows for them or move them out.")
     return records
+
+
+def write_folder(out_dir: str | Path, items: list[tuple[str, bytes, str]]) -> None:
+    """A folder source from (file name, image bytes, caption) triples: the images and a
+    captions.csv, written atomically (a template of the format; `make smoke` builds one)."""
+    from pxby_lib.atomic import write_dir
+
+    names = [name for name, _, _ in items]
+    if len(set(names)) != len(names) or not items:
+        raise SourceError(f"{out_dir}: need one or more items with distinct file names")
+
+    def fill(tmp: Path) -> None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["file", "caption"])
+        for name, image, caption in items:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(image)
+            writer.writerow([name, caption])
+        (tmp / CAPTION_FILES[0]).write_text(buffer.getvalue(), encoding="utf-8")
+
+    write_dir(out_dir, fill)
