@@ -177,7 +177,7 @@ def baseline_job(root: str, ds: str, name: str, seed: int, test_fraction: float,
     one = evaluate_samples(baseline, test_samples, np.arange(len(test_samples)), torch.device("cpu"))
     row = f"baselines/{name}"
     out = runs.eval_dir(root_path, ds, row, seed)
-    summary = score_run(baseline, dataset, seed, test_fraction, ev, "cpu", out)
+    summary = score_run(baseline, dataset, seed, test_fraction, ev, seq_len, "cpu", out)
     summary.update(one_step={"test_loss": one["loss"] if baseline.has_loss else None,
                              "test_accuracy": one["accuracy"]})
     write_summary(out, summary)

@@ -170,6 +170,8 @@ class EvaluateConfig:
     incremental: bool = param(True, "true (keep embeddings and causal states between steps: "
                               "same ids, faster) or false (re-run the whole model at every "
                               "step, the literal protocol)")
+    next_positions: int = param(2000, "a positive integer: test positions per seed of the "
+                                "held-out next-token metric (pxby_lib.nexttoken)", _pos)
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,10 @@ class ClaimsConfig:
                                      "centre accuracy within +- this are 'no difference'", _pos)
     margin_bleu: float = param(0.02, "a positive number: the same for paper-protocol BLEU",
                                _pos)
+    margin_next_nll: float = param(0.02, "a positive number: the same for the held-out "
+                                   "next-token NLL (nats per token)", _pos)
+    margin_next_acc: float = param(0.01, "a positive number: the same for the held-out "
+                                   "next-token accuracy", _pos)
     bootstrap: int = param(2000, "a positive integer, resamples of the item bootstrap", _pos)
     bootstrap_seed: int = param(0, "an integer >= 0", _nonneg)
 
@@ -218,13 +224,30 @@ class ReportConfig:
                            "(the paper's reference model; Figure 1 shows its sample)", bool)
 
 
+OBJECTIVES = ("last", "every")
+
+
+def is_causal(model: ModelConfig) -> bool:
+    """Its output at position t depends on windows 0..t only (pxby_lib.models.base)."""
+    return model.family == "transformer_causal" or (
+        model.family in ("rnn", "ssm") and not model.bidirectional)
+
+
 @dataclass(frozen=True)
 class RowConfig:
-    """One `models` row: a Table 1 architecture and the seeds it is trained with."""
+    """One `models` row: a Table 1 architecture, the seeds it is trained with, and its
+    training objective: 'last' (the paper's: the cross-entropy of one target per sample,
+    the token after its last window) or 'every' (the cross-entropy at every position of
+    the sample, each predicting the next centre: causal models only). A row without
+    `objective` is 'last'; the rows of one objective form a track of the report. A row
+    may raise its cap (`max_epochs`, default `train.max_epochs`): the every-position
+    track's rows do, so that the patience rule, not the cap, ends their runs."""
 
     name: str
     model: ModelConfig
     seeds: tuple[int, ...]
+    objective: str = "last"
+    max_epochs: int | None = None  # this row's cap, where it differs from train.max_epochs
 
 
 @dataclass(frozen=True)
@@ -332,13 +355,28 @@ def _build_row(name: Any, spec: Any, seeds: tuple[int, ...]) -> RowConfig:
     spec = dict(spec)
     row_seeds = _coerce(tuple[int, ...], spec.pop("seeds", list(seeds)), f"models.{name}.seeds",
                         "seeds this row is trained with (default: the top-level seeds)")
+    max_epochs = spec.pop("max_epochs", None)
+    if max_epochs is not None and (isinstance(max_epochs, bool) or not isinstance(max_epochs, int)
+                                   or max_epochs < 0):
+        raise ParamsError(f"models.{name}.max_epochs = {max_epochs!r}: an integer >= 0, this "
+                          "row's cap (default: train.max_epochs)")
+    objective = spec.pop("objective", "last")
+    if objective not in OBJECTIVES:
+        raise ParamsError(f"models.{name}.objective = {objective!r}: allowed 'last' (the "
+                          "paper's, one target per sample) or 'every' (every position)")
     if not row_seeds or len(set(row_seeds)) != len(row_seeds) or min(row_seeds) < 0:
         raise ParamsError(f"models.{name}.seeds = {list(row_seeds)}: need distinct seeds >= 0")
     try:
         model = ModelConfig.from_dict(spec)
     except (TypeError, ValueError) as exc:
         raise ParamsError(f"models.{name}: {exc}") from exc
-    return RowConfig(name, model, row_seeds)
+    if objective == "every" and not is_causal(model):
+        why = ("unmasked: every position sees the whole sample" if model.family == "transformer"
+               else "bidirectional: every position sees the windows after it")
+        raise ParamsError(f"models.{name}.objective = 'every' needs a causal model (an RNN or "
+                          f"SSM with bidirectional: false, or transformer_causal); this one is "
+                          f"{why}, so its targets would be in its input")
+    return RowConfig(name, model, row_seeds, objective, max_epochs)
 
 
 def _is_name(name: Any) -> bool:
@@ -452,15 +490,15 @@ def load_config(params_file: str | Path = "params.yaml", profile: str | Path | N
 # keeps the two equal, and StageConfig refuses anything else at run time.
 _EVALUATE_CHUNKS = tuple(f"evaluate.{k}" for k in ("prompt_len", "gen_len", "chunk_stride",
                                                    "max_items", "subset_seed", "batch_size",
-                                                   "incremental"))
+                                                   "incremental", "next_positions"))
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "prepare": tuple(f"datasets.{{dataset}}.{k}" for k in ("source", "max_size", "max_chars",
                                                          "limit_items", "kmeans_seed")),
     "baselines": ("datasets.{dataset}.test_fraction", "seeds", "train.seq_len",
                   "train.sample_stride", *_EVALUATE_CHUNKS, "baselines"),
     "train": ("datasets.{dataset}.test_fraction", "seeds", "models.{row}", "train", "compute"),
-    "evaluate": ("datasets.{dataset}.test_fraction", "seeds", "models.{row}", "evaluate",
-                 "compute.device"),
+    "evaluate": ("datasets.{dataset}.test_fraction", "seeds", "models.{row}", "train.seq_len",
+                 "evaluate", "compute.device"),
     "report": ("datasets.{dataset}", "seeds", "models", "runs", "train", "evaluate",
                "baselines.names", "claims", "report"),
 }

@@ -124,6 +124,14 @@ class WindowSamples(torch.utils.data.Dataset):
         y = torch.from_numpy(rows[:, self.seq_len, 1, 1]).long()
         return x, y
 
+    def batch_every(self, indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, seq_len, 3, 3) as `batch`, and the targets of EVERY position (B, seq_len):
+        the centre of the next window after each (the last of them is `batch`'s y)."""
+        rows = self.windows[self.index_table[np.asarray(indices, dtype=np.int64)]]  # (B, seq_len+1, 3, 3)
+        x = torch.from_numpy(rows[:, : self.seq_len]).long()
+        y = torch.from_numpy(rows[:, 1:, 1, 1]).long()
+        return x, y
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not -len(self) <= i < len(self):
             raise IndexError(f"sample {i} out of range 0..{len(self) - 1}")

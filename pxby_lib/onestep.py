@@ -39,3 +39,4 @@ def evaluate_samples(model: nn.Module, samples, indices: np.ndarray, device: tor
         "accuracy": 100.0 * float((pred == true).mean()),
         "f1": float(f1_score(true, pred, average="weighted", zero_division=0)),
     }
+

@@ -24,10 +24,14 @@ from pxby_lib.config import EvaluateConfig, StageConfig
 PAPER_SCORES = ("hamming", "cosine", "bleu")
 
 
-def score_run(predictor, dataset, seed: int, test_fraction: float, ev, device,
+def score_run(predictor, dataset, seed: int, test_fraction: float, ev, seq_len: int, device,
               out: Path) -> dict[str, Any]:
-    """Both protocols for one run (a model or a baseline): per-chunk CSVs and a summary."""
+    """Both protocols and the held-out next-token metric (its context `seq_len` windows)
+    for one run (a model or a baseline): per-chunk CSVs and a summary."""
+    import torch
+
     from pxby_lib.evaluate import evaluate_heldout, evaluate_paper, select_items
+    from pxby_lib.nexttoken import heldout_positions, next_token_scores
 
     items = dataset.items()
     _, test_ids = dataset.split(seed, test_fraction)
@@ -39,7 +43,13 @@ def score_run(predictor, dataset, seed: int, test_fraction: float, ev, device,
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "chunks_paper.csv", paper_chunks.to_csv(index=False))
     write_text(out / "chunks_heldout.csv", heldout_chunks.to_csv(index=False))
-    return {"seed": seed, "paper": paper, "heldout": heldout}
+    test_items = [items[int(i)] for i in test_ids]
+    positions = heldout_positions([len(w) for w in test_items], ev.next_positions, seed)
+    per_position, next_token = next_token_scores(predictor, test_items, positions, seq_len,
+                                                  torch.device(device))
+    per_position["item"] = test_ids[per_position["item"].to_numpy()]  # dataset item ids
+    write_text(out / "next_token.csv", per_position.to_csv(index=False, float_format="%.6g"))
+    return {"seed": seed, "paper": paper, "heldout": heldout, "next_token": next_token}
 
 
 def write_sample(model, dataset, seed: int, test_fraction: float, ev: EvaluateConfig, device,
@@ -77,7 +87,7 @@ def write_summary(out: Path, summary: dict) -> None:
 
 
 def evaluate_job(root: str, ds: str, row: str, seed: int, test_fraction: float, evaluate: dict,
-                 device: str, sample: bool) -> dict[str, Any]:
+                 seq_len: int, device: str, sample: bool) -> dict[str, Any]:
     """Score one trained (row, seed) run with both protocols."""
     from pxby_lib.checkpoint import load_model
     from pxby_lib.dataset import load_dataset
@@ -89,7 +99,7 @@ def evaluate_job(root: str, ds: str, row: str, seed: int, test_fraction: float, 
     model, meta = load_model(runs.model_dir(root_path, ds, row, seed) / f"{ev.checkpoint}.pt", device=dev)
     dataset = load_dataset(runs.dataset_dir(root_path, ds))
     out = runs.eval_dir(root_path, ds, row, seed)
-    summary = score_run(model, dataset, seed, test_fraction, ev, dev, out)
+    summary = score_run(model, dataset, seed, test_fraction, ev, seq_len, dev, out)
     last = meta["history"][-1]
     summary.update(one_step={"test_loss": last["test_loss"], "test_accuracy": last["test_accuracy"]},
                    checkpoint=ev.checkpoint, epoch=int(meta["epoch"]), steps=int(meta["steps"]),
@@ -111,7 +121,8 @@ def evaluate_row(root: Path, cfg: StageConfig) -> list[dict]:
     workers, _ = plan(cfg.compute.cores, len(row.seeds))
     jobs = [dict(root=str(root), ds=ds, row=row.name, seed=s,
                  test_fraction=cfg.dataset.test_fraction, evaluate=asdict(cfg.evaluate),
-                 device=cfg.compute.device, sample=i == 0) for i, s in enumerate(row.seeds)]
+                 seq_len=cfg.train.seq_len, device=cfg.compute.device, sample=i == 0)
+            for i, s in enumerate(row.seeds)]
     summaries = run_jobs(evaluate_job, jobs, workers, threads=1)
     timings = {f"s{s['seed']}": s.pop("timing") for s in summaries}
     write_metrics(root, ds, row.name, summaries)
@@ -125,8 +136,9 @@ def seed_mean_scores(summaries: list[dict]) -> dict[str, Any]:
     """The scores of a row averaged over its seeds, and nothing else: what `dvc metrics
     show` lists (short keys, so that a row fits in 200 columns). paper: the paper
     protocol; heldout: centre accuracy overall / on pixels / on caption text, character
-    BLEU; next: one-step test accuracy (%) and loss of the training log. Counts, seeds and
-    settings are in the per-run summaries (eval/<ds>/<row>/s<k>/summary.json)."""
+    BLEU, next-token NLL (nats) and accuracy; next: one-step test accuracy (%) and loss of
+    the training log. Counts, seeds, settings and the per-modality scores are in the
+    per-run summaries (eval/<ds>/<row>/s<k>/summary.json)."""
     def mean(values):
         values = [v for v in values if v is not None and np.isfinite(v)]
         return float(np.mean(values)) if values else None
@@ -134,7 +146,9 @@ def seed_mean_scores(summaries: list[dict]) -> dict[str, Any]:
     heldout = {"centre": "centre_acc", "pixel": "pixel_acc", "text": "text_acc", "text_bleu": "text_bleu"}
     return {
         "paper": {m: mean([s["paper"][f"{m}_mean"] for s in summaries]) for m in PAPER_SCORES},
-        "heldout": {k: mean([s["heldout"][f"{m}_mean"] for s in summaries]) for k, m in heldout.items()},
+        "heldout": {**{k: mean([s["heldout"][f"{m}_mean"] for s in summaries]) for k, m in heldout.items()},
+                    "next_nll": mean([s["next_token"]["nll"] for s in summaries]),
+                    "next_acc": mean([s["next_token"]["acc"] for s in summaries])},
         "next": {"acc": mean([s["one_step"]["test_accuracy"] for s in summaries]),
                  "loss": mean([s["one_step"]["test_loss"] for s in summaries])},
     }

@@ -10,6 +10,12 @@ Two kinds of interval, for two questions:
   get a Student t interval: mean +- t(conf, n - 1) * sd / sqrt(n). It covers the variance
   of training (initialisation, order) and of the split, which one run cannot show.
 
+`minimal_detectable_difference`: the smallest true difference that n seeds with the
+observed spread would detect at the interval's level with 80 % power,
+(t(conf, n-1) + t(power, n-1)) * sd / sqrt(n); a claim whose published effect is below it
+cannot be settled by those seeds whatever the truth ('below resolution', not
+'inconclusive').
+
 `verdict` turns an interval into a word, by a rule fixed before any result (margins in
 params.yaml, `claims`):
   a claim "A is better than B" (kind 'better', the interval of A - B oriented so that
@@ -77,6 +83,17 @@ def seed_interval(differences: Sequence[float], confidence: float = 0.95) -> Int
         return Interval(mean, math.nan, math.nan, 1)
     half = scipy_stats.t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
     return Interval(mean, mean - half, mean + half, len(d))
+
+
+def minimal_detectable_difference(differences: Sequence[float], confidence: float = 0.95,
+                                  power: float = 0.8) -> float:
+    """The module docstring's MDD of paired per-seed differences (nan below 2 seeds)."""
+    d = np.asarray([x for x in differences if x is not None and np.isfinite(x)], dtype=float)
+    if len(d) < 2:
+        return math.nan
+    df = len(d) - 1
+    t = scipy_stats.t.ppf(0.5 + confidence / 2, df) + scipy_stats.t.ppf(power, df)
+    return float(t * d.std(ddof=1) / math.sqrt(len(d)))
 
 
 def verdict(interval: Interval, margin: float, kind: str, min_seeds: int) -> str:

@@ -5,6 +5,11 @@ The trainer knows nothing about the model: it needs a module mapping (B, L, 3, 3
 
 Protocol (as published):
   AdamW(lr 1e-3, weight decay 0.01), cross-entropy, batch 32, shuffled, no scheduler.
+  Objective 'last' (the paper's): one target per sample, the token after its last window.
+  Objective 'every' (this project's, causal models only): the cross-entropy at every
+  position of the sample (each predicting the next centre), averaged over positions;
+  the same samples, batches and optimiser. The evaluation log is the same for both (the
+  last position of each test sample), so the stopping rule reads the same score.
   Evaluation log at epoch 0 (test set only; its train columns repeat the test values)
   and every `eval_every` epochs: eval mode, the whole test set, and the first
   ceil(N_test / batch) batches of a freshly shuffled training order (a different slice
@@ -96,11 +101,24 @@ def stop_reason(history: list[dict], best_epoch: int, cfg: TrainConfig) -> str |
     return None
 
 
+def _loss(model: nn.Module, samples, indices: np.ndarray, objective: str, dev) -> tuple[torch.Tensor, int]:
+    """The training loss of one batch and its number of samples."""
+    if objective == "every":
+        x, y = samples.batch_every(indices)
+        x, y = x.to(dev), y.to(dev)  # (B, L, 3, 3), (B, L)
+        logits = model.forward_all(x)  # (B, L, V)
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten()), len(y)
+    x, y = samples.batch(indices)
+    x, y = x.to(dev), y.to(dev)  # (B, L, 3, 3), (B,)
+    return F.cross_entropy(model(x), y), len(y)
+
+
 def train(model: nn.Module, train_samples, test_samples, cfg: TrainConfig, out_dir: str | Path,
           *, seed: int = 0, device: str = "auto", resume_dir: str | Path | None = None,
           label: str = "", progress: bool | None = None,
-          stop_after_epoch: int | None = None) -> TrainResult:
-    """Train `model` and write to `out_dir`: last.pt, best.pt, history.csv.
+          stop_after_epoch: int | None = None, objective: str = "last") -> TrainResult:
+    """Train `model` with `objective` ('last' or 'every', the module docstring) and write
+    to `out_dir`: last.pt, best.pt, history.csv.
 
     The resume state goes to `resume_dir` (default `out_dir`); under DVC it must lie
     outside the stage's outputs, which DVC deletes before re-running a stage. A resume
@@ -121,7 +139,14 @@ def train(model: nn.Module, train_samples, test_samples, cfg: TrainConfig, out_d
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     shuffle = torch.Generator().manual_seed(seed)  # shuffling and eval slices
     torch.manual_seed(seed + 1)  # dropout (Transformer); kept apart from init
+    if objective not in ("last", "every"):
+        raise ValueError(f"objective {objective!r}: 'last' or 'every'")
+    if objective == "every" and not getattr(model, "causal", False):
+        raise ValueError(f"objective 'every' needs a causal model; {model.config.family} "
+                         f"(bidirectional={model.config.bidirectional}) sees its targets")
     settings = {"train": asdict(cfg), "seed": seed}
+    if objective != "last":  # (a 'last' run's files stay those of the paper track)
+        settings["objective"] = objective
     history: list[dict] = []
     best_loss, best_epoch, start_epoch, steps, seconds = math.inf, -1, 0, 0, []
 
@@ -177,14 +202,13 @@ def train(model: nn.Module, train_samples, test_samples, cfg: TrainConfig, out_d
             bar = tqdm(range(0, len(order), cfg.batch_size), disable=not show_bars, leave=False,
                        desc=f"{label} epoch {epoch}/{cfg.max_epochs}", mininterval=1.0)
             for start in bar:
-                x, y = train_samples.batch(order[start:start + cfg.batch_size])
-                x, y = x.to(dev), y.to(dev)  # (B, L, 3, 3), (B,)
-                loss = F.cross_entropy(model(x), y)
+                loss, n = _loss(model, train_samples, order[start:start + cfg.batch_size],
+                                objective, dev)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += loss.item() * len(y)
-                count += len(y)
+                total += loss.item() * n
+                count += n
                 steps += 1
                 bar.set_postfix(loss=f"{total / count:.3f}")
             train_loss = total / count
@@ -232,7 +256,7 @@ def train(model: nn.Module, train_samples, test_samples, cfg: TrainConfig, out_d
 
 
 def train_job(root: str, ds: str, row: str, model: dict, schedule: dict, seed: int,
-              test_fraction: float, device: str) -> dict[str, Any]:
+              test_fraction: float, device: str, objective: str = "last") -> dict[str, Any]:
     """Train one (row, seed) run; returns how it ended."""
     from pxby_lib.dataset import WindowSamples, load_dataset
     from pxby_lib.models import build_model
@@ -247,7 +271,8 @@ def train_job(root: str, ds: str, row: str, model: dict, schedule: dict, seed: i
     net = build_model(ModelConfig(**model))
     out = runs.model_dir(root_path, ds, row, seed)
     result = train(net, train_samples, test_samples, cfg, out, seed=seed, device=device,
-                         resume_dir=runs.resume_dir(root_path, ds, row, seed), label=f"{row} s{seed}")
+                         resume_dir=runs.resume_dir(root_path, ds, row, seed), label=f"{row} s{seed}",
+                         objective=objective)
     last = result.history.iloc[-1]
     ck = read_checkpoint(out / "last.pt")
     summary = {"seed": seed, "epochs": int(ck["epoch"]), "steps": int(ck["steps"]),
@@ -267,9 +292,10 @@ def train_row(root: Path, cfg: StageConfig) -> list[dict]:
 
     row, ds, t0 = cfg.row, cfg.dataset_name, time.perf_counter()
     workers, threads = plan(cfg.compute.cores, len(row.seeds))
+    schedule = asdict(cfg.train) | ({} if row.max_epochs is None else {"max_epochs": row.max_epochs})
     jobs = [dict(root=str(root), ds=ds, row=row.name, model=row.model.to_dict(),
-                 schedule=asdict(cfg.train), seed=seed, test_fraction=cfg.dataset.test_fraction,
-                 device=cfg.compute.device) for seed in row.seeds]
+                 schedule=schedule, seed=seed, test_fraction=cfg.dataset.test_fraction,
+                 device=cfg.compute.device, objective=row.objective) for seed in row.seeds]
     summaries = run_jobs(train_job, jobs, workers, threads)
     timings = {f"s{s['seed']}": s.pop("timing") for s in summaries}
     checkpoints = [runs.model_dir(root, ds, row.name, s) / f for s in row.seeds for f in ("last.pt", "best.pt")]

@@ -55,11 +55,17 @@ def test_report_writes_every_artifact_from_the_runs(pipeline, tmp_path):
     assert "†" in md  # the 1-seed row shows an item-bootstrap interval, marked
     assert "*baseline count_window*" in md and "(3 of 3 capped)" in md
     claims = pd.read_csv(out / "claims.csv")
-    assert set(claims["claim"]) == {"C1", "C2", "C3", "C4", "C5", "C6"}
+    assert set(claims["claim"]) == {"C1", "C2", "C3", "C4", "C5", "C6", "C8"}
+    assert set(claims["track"]) == {"last", "every", "both"}
     assert "no verdict" in set(claims["verdict"])  # rows not run in this profile
     assert (claims.loc[claims.seeds >= 3, "verdict"] != "no verdict").all()
+    assert set(claims["score"]) == {"held-out centre accuracy", "held-out next-token NLL",
+                                    "held-out next-token accuracy", "paper-protocol BLEU"}
+    assert claims.loc[claims.seeds >= 3, "mdd"].gt(0).all()
     text = written["claims"].read_text()
-    assert "Rule (fixed in params.yaml" in text and "C7 (parameter counts)" in text
+    assert "Rule (fixed in params.yaml" in text and "C7 (parameter counts" in text
+    assert "| paper track | every-position track |" in text and "C8 (" in text
+    assert "| next-token NLL | next-token acc |" in md  # the held-out next-token metric
     curves = pd.read_csv(out / "curves.csv")
     assert list(curves.columns) == ["run", "row", "seed", "family", "epoch", "test_loss", "test_accuracy"]
     assert curves["run"].nunique() == sum(len(r.seeds) for r in cfg.rows)

@@ -59,3 +59,21 @@ def test_no_verdict_below_the_minimum_seeds():
     assert verdict(Interval(0.1, math.nan, math.nan, 1), 0.02, "same", min_seeds=1) == "no verdict"
     with pytest.raises(ValueError, match="'better' or 'same'"):
         verdict(Interval(0, -1, 1, 3), 0.02, "worse", 3)
+
+
+def test_minimal_detectable_difference_is_the_80_percent_power_distance():
+    """(t(0.975, n-1) + t(0.8, n-1)) * sd / sqrt(n): with 3 seeds 5.36 sd / sqrt(3); a
+    true difference of that size would be detected (interval above 0) in ~80 % of
+    replications of the 3-seed experiment."""
+    import math
+
+    from pxby_lib.stats import minimal_detectable_difference, seed_interval
+
+    d = [0.01, 0.03, 0.02]
+    assert minimal_detectable_difference(d) == pytest.approx((4.3027 + 1.0607) * 0.01 / math.sqrt(3), rel=1e-3)
+    assert math.isnan(minimal_detectable_difference([0.1]))
+    rng = np.random.default_rng(0)
+    sd, n = 0.02, 3
+    mdd = (4.3027 + 1.0607) * sd / math.sqrt(n)  # with the true sd
+    detected = np.mean([seed_interval(rng.normal(mdd, sd, n)).lo > 0 for _ in range(4000)])
+    assert 0.74 < detected < 0.86

@@ -1,7 +1,8 @@
 """The models of the paper (spec sections 7-8) behind one config and one builder.
 
 Every model maps windows (B, L, 3, 3) of ids in [0, vocab) to logits (B, vocab) read at
-the LAST position only, and carries its `.config`.
+the LAST position only, and carries its `.config`; a causal one also gives the logits at
+every position (`forward_all`, (B, L, vocab): `base.NextTokenModel`).
 
     cfg = ModelConfig.from_dict({"family": "rnn", "d_model": 81, "d_state": 64, "depth": 2})
     model = build_model(cfg)  # RNN Bi PxBy-conv: 78,633 parameters

@@ -1,4 +1,5 @@
-"""RNN family (spec section 8): PxBy/centre embedding -> LSTM stack -> head on the last position.
+"""RNN family (spec section 8): PxBy/centre embedding -> LSTM stack -> head on the last position
+(and, unidirectional, on every position: `base.NextTokenModel`).
 
 First layer LSTM(D, state // 2, bidirectional) (uni: LSTM(D, state)), then
 LSTM(state, state, num_layers=depth - 1) unidirectional, then Linear(state, vocab).
@@ -12,14 +13,15 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from .embed import build_embedding, check_windows
+from .base import NextTokenModel
+from .embed import build_embedding
 from .stepper import EmbeddedStepper
 
 if TYPE_CHECKING:
     from . import ModelConfig
 
 
-class RNNModel(nn.Module):
+class RNNModel(NextTokenModel):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -33,12 +35,15 @@ class RNNModel(nn.Module):
                      if config.depth > 1 else None)
         self.head = nn.Linear(state, config.vocab_size)
 
-    def forward(self, x: Tensor) -> Tensor:
-        check_windows(x, self.config.vocab_size)
+    @property
+    def causal(self) -> bool:
+        return not self.config.bidirectional
+
+    def encode(self, x: Tensor) -> Tensor:
         h, _ = self.first(self.embed(x))  # (B, L, state)
         if self.rest is not None:
             h, _ = self.rest(h)  # (B, L, state)
-        return self.head(h[:, -1])  # (B, vocab): the last position only
+        return h
 
     def stepper(self, prompts: Tensor, capacity: int) -> RNNStepper:
         """The sequential path of generation: see `RNNStepper` (tests/test_incremental.py)."""

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .embed import build_embedding, check_windows
+from .base import NextTokenModel
+from .embed import build_embedding
 from .scan import selective_scan, selective_scan_reference, selective_scan_with_state
 from .stepper import EmbeddedStepper
 
@@ -118,7 +119,7 @@ class MambaBlock(nn.Module):
         return self.out_proj(y * F.silu(z)), conv_in[..., 1:], h  # (B, D), new state
 
 
-class SSMModel(nn.Module):
+class SSMModel(NextTokenModel):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -133,8 +134,11 @@ class SSMModel(nn.Module):
         for layer in self.layers:
             layer.scan_backend = backend
 
-    def forward(self, x: Tensor) -> Tensor:
-        check_windows(x, self.config.vocab_size)
+    @property
+    def causal(self) -> bool:
+        return not self.config.bidirectional
+
+    def encode(self, x: Tensor) -> Tensor:
         h = self.embed(x)  # (B, L, D)
         first = self.layers[0]
         if self.norm is not None:
@@ -146,7 +150,7 @@ class SSMModel(nn.Module):
             h = first(h)
         for layer in self.layers[1:]:
             h = layer(h)  # no residual, no norm
-        return self.head(h[:, -1])  # (B, vocab): the last position only
+        return h  # (B, L, D)
 
     def stepper(self, prompts: Tensor, capacity: int) -> SSMStepper:
         """The sequential path of generation: see `SSMStepper` (tests/test_incremental.py)."""

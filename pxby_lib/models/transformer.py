@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .embed import build_embedding, check_windows
+from .base import NextTokenModel
+from .embed import build_embedding
 from .stepper import EmbeddedStepper
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def transformer_width(d_model: int) -> int:
     return (d_model // N_HEADS) * N_HEADS
 
 
-class TransformerModel(nn.Module):
+class TransformerModel(NextTokenModel):
     """The paper's Transformer: no mask, no positional encoding."""
 
     causal = False
@@ -49,10 +50,6 @@ class TransformerModel(nn.Module):
 
     def encode(self, x: Tensor) -> Tensor:
         return self.encoder(self.embed(x))  # (B, L, d)
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_windows(x, self.config.vocab_size)
-        return self.head(self.encode(x)[:, -1])  # (B, vocab): the last position only
 
     def stepper(self, prompts: Tensor, capacity: int) -> TransformerStepper | None:
         """The incremental path of generation (`TransformerStepper`), for the paper's
