@@ -78,7 +78,8 @@ def collect_runs(root: Path, ds: str, rows: dict[str, tuple[int, ...]]) -> pd.Da
             if not path.is_file():
                 continue
             s = json.loads(path.read_text())
-            line = {"row": row, "seed": seed, "baseline": row.startswith("baselines/")}
+            line = {"row": row, "seed": seed, "baseline": row.startswith("baselines/"),
+                    "diagnostic": bool(s.get("diagnostic", False))}
             for m in METRICS:
                 line[m] = s["paper"][f"{m}_mean"]
                 line[f"{m}_std"] = s["paper"][f"{m}_std"]
@@ -243,7 +244,8 @@ def _context(cfg: StageConfig, first_run) -> str:
         f"Schedule: seq_len {train.seq_len}, sample stride {train.sample_stride}, batch "
         f"{train.batch_size}, AdamW lr {train.lr} wd {train.weight_decay}; evaluation every "
         f"{train.eval_every} epoch(s); stop after {train.patience} evaluations without a new best "
-        f"test loss, at most {train.max_epochs} epochs. Paper: 200 epochs, stride 32, seq_len "
+        f"test loss, at most {train.max_epochs} epochs (a row may set its own cap: the "
+        f"every-position rows' is in Table 1's epochs column). Paper: 200 epochs, stride 32, seq_len "
         f"256, one unseeded run per row, on its 964-item dataset.\n"
         f"Paper protocol: the {ev.checkpoint} checkpoint, chunks of {ev.prompt_len} prompt + "
         f"{ev.gen_len} generated windows every {ev.chunk_stride} positions over "
@@ -306,7 +308,8 @@ def write_report(root: Path, cfg: StageConfig) -> dict[str, Path]:
     write_text(out_dir / "table1.tex", frame.to_latex(index=False, escape=True, float_format="%.3f"))
 
     ran = [r for r in model_rows if (runs_["row"] == r).any()]
-    baselines = [b for b in baseline_rows if (runs_["row"] == b).any()]
+    diagnostic = set(runs_.loc[runs_["diagnostic"], "row"])  # baselines.DIAGNOSTIC's, by their summaries
+    baselines = [b for b in baseline_rows if (runs_["row"] == b).any() and b not in diagnostic]
     objective = {r.name: r.objective for r in cfg.rows}
     paper_bleu = frame.set_index("row")["paper_bleu_mean"] if "paper_bleu_mean" in frame else pd.Series()
     published = {r: float(v) for r, v in paper_bleu.items()
@@ -326,7 +329,7 @@ def write_report(root: Path, cfg: StageConfig) -> dict[str, Path]:
     write_text(out_dir / "curves.csv", curves(histories).to_csv(index=False, float_format="%.5f"))
     figures = out_dir / "figures"
     family_rows = _one_row_per_family(cfg, runs_)
-    one_step = (runs_[runs_["baseline"]].assign(name=lambda f: f["row"].str.split("/").str[1])
+    one_step = (runs_[runs_["baseline"] & ~runs_["diagnostic"]].assign(name=lambda f: f["row"].str.split("/").str[1])
                 .groupby("name", sort=False)[["one_step_loss", "one_step_acc"]].mean()
                 .rename(columns={"one_step_loss": "test_loss", "one_step_acc": "test_accuracy"})
                 .reset_index())
@@ -358,6 +361,8 @@ def _figure1(root: Path, cfg: StageConfig, rows: list[str], path: Path) -> Path:
     from pxby_lib.figures import with_header
     from pxby_lib.render import render_comparison
 
+    if not rows:
+        raise FileNotFoundError(f"no evaluated model row on {cfg.dataset_name}: run its evaluate stages")
     row = cfg.report.reference if cfg.report.reference in rows else rows[0]
     f = runs.eval_dir(root, cfg.dataset_name, row) / "sample.json"
     if not f.is_file():
@@ -383,18 +388,20 @@ def _gallery(root: Path, cfg: StageConfig, rows: list[str], path: Path) -> Path:
     from pxby_lib.figures import gallery
     from pxby_lib.render import render_item
 
-    samples, item = [], None
-    for row in rows:
-        f = runs.eval_dir(root, cfg.dataset_name, row) / "sample.json"
+    samples, item, length = [], None, 0
+    for row in rows:  # the samples of one test item: the first row's (rows whose first seed
+        f = runs.eval_dir(root, cfg.dataset_name, row) / "sample.json"  # differs show another)
         if f.is_file():
             s = json.loads(f.read_text())
-            item = s["item"]
+            if item is not None and s["item"] != item:
+                continue
+            item, length = s["item"], len(s["ids"])
             samples.append((short_name(row), render_item(np.asarray(s["ids"]), scale=6,
                                                          generated=np.asarray(s["generated"], bool))))
     if item is None:
         raise FileNotFoundError(f"no eval/{cfg.dataset_name}/<row>/sample.json: run the evaluate stages")
     windows = load_dataset(runs.dataset_dir(root, cfg.dataset_name)).item(item)
-    original = render_item(windows[: len(s["ids"])], scale=6)  # as long as the samples
+    original = render_item(windows[:length], scale=6)  # as long as the samples
     title = (f"Interleaved samples of test item {item} (first seed): after a {cfg.evaluate.prompt_len}-"
              "token prompt, 8 generated tokens (marked) alternate with 32 true ones")
     return gallery(original, samples, path, title)

@@ -86,7 +86,7 @@ def test_every_baseline_runs_through_generation_and_rejects_unknown_names():
 
     prompts = ITEM[None, :12]
     for name in BASELINES:
-        out = generate(fit_baseline(name, [ITEM]), prompts, [CENTRES[:12]], 5)
+        out = generate(fit_baseline(name, [ITEM], 1.0, 8, 4), prompts, [CENTRES[:12]], 5)
         assert out.ids.shape == (1, 5) and out.windows.shape == (1, 5, 3, 3)
     with pytest.raises(ValueError, match="unknown baseline 'gru'"):
         fit_baseline("gru", [ITEM])
@@ -110,3 +110,22 @@ def test_next_windows_hold_on_real_prompts(raw_data, tmp_path):
     truth = np.stack([items[i][(s + ev.prompt_len) % len(items[i])] for i, s in chunks]).copy()
     truth[:, 1, 1] = 0
     assert np.array_equal(next_windows(prompts), truth)
+
+
+def test_the_diagnostic_counts_only_the_paper_samples_targets():
+    """count_window_targets: the windows at (start + seq_len) mod L, start every stride,
+    i.e. exactly the targets of the paper's WindowSamples, and nothing else."""
+    from pxby_lib.baselines import DIAGNOSTIC, paper_targets
+    from pxby_lib.dataset import WindowSamples
+
+    items = [ITEM, encode_item(GRID[::-1].copy(), CAPTION)]
+    seq_len, stride = 5, 4
+    targets = paper_targets(items, seq_len, stride)
+    _, y = WindowSamples(items, seq_len, stride).batch(np.arange(len(WindowSamples(items, seq_len, stride))))
+    assert np.array_equal(targets[:, 1, 1], y.numpy())  # the same targets, in the same order
+    model = fit_baseline("count_window_targets", items, 1.0, seq_len, stride)
+    full = fit_baseline("count_window", items, 1.0)
+    assert model.chain == full.chain and set(DIAGNOSTIC) == {"count_window_targets"}
+    assert model.tables[-1][2].sum() == len(targets) < full.tables[-1][2].sum() == sum(map(len, items))
+    with pytest.raises(ValueError, match="give seq_len and sample_stride"):
+        fit_baseline("count_window_targets", items)

@@ -90,7 +90,7 @@ def test_the_every_position_track_compares_the_causal_twins():
     assert set(c1["a"]) == {EVERY_TWIN[REF]} and set(c1["b"]) == {EVERY_TWIN["rnn_bi_center_d81_s64_l2"]}
     # C3 compares a bidirectional row with its unidirectional one: no twin, no verdict
     c3 = details[(details["track"] == "every") & (details["claim"] == "C3")]
-    assert (c3["verdict"] == "no verdict").all() and c3["note"].str.contains("no every-position twin").all()
+    assert (c3["verdict"] == "no verdict").all() and c3["note"].str.contains("no every-position twins").all()
     # C6 of each track: that track's rows only
     c6 = details[details["claim"] == "C6"]
     assert set(c6.loc[c6["track"] == "every", "a"]) == set(TWINS)
@@ -100,7 +100,7 @@ def test_the_every_position_track_compares_the_causal_twins():
                                        {}, CFG, OBJECTIVE, seconds={REF: 600.0, EVERY_TWIN[REF]: 300.0})
     c8 = details[details["claim"] == "C8"]
     assert (c8["track"] == "both").all() and (c8["verdict"] == "contradicted").all()
-    assert c8["note"].str.contains("600 \\(A\\) vs 300 \\(B\\)").all()
+    assert c8["note"].str.contains("wall s per run: 600 \\(A\\) vs 300 \\(B\\)").all()
     assert summary.set_index("claim").loc["C8", "verdict"] == "contradicted"
 
 
@@ -132,3 +132,13 @@ def test_missing_rows_and_combination():
     assert combine(["no verdict"]) == "no verdict"
     assert tally(["supported", "inconclusive", "supported", "no verdict"]) == (
         "2 supported, 1 inconclusive, 1 no verdict")
+
+
+def test_rows_without_a_twin_say_why():
+    rows = ROWS + TWINS
+    details, _ = evaluate_claims(scores({}, rows), rows, BASELINES, {}, CFG, OBJECTIVE)
+    every = details[details["track"] == "every"]
+    c5 = every[every["claim"] == "C5"]
+    assert (c5["verdict"] == "no verdict").all() and c5["note"].str.contains("not run at this budget").all()
+    c3 = every[every["claim"] == "C3"]
+    assert c3["note"].str.contains("differs in direction").all()

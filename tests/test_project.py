@@ -283,19 +283,27 @@ def _bold_verdicts(cells: list[str]) -> list[str]:
 
 
 def test_readme_quotes_the_committed_verdicts():
-    """The README's verdict table says, per claim and dataset, what reports/*claims.md say
-    (its first bold word); a re-run that changes a verdict fails here until it is updated."""
+    """The README's verdict table says, per claim, dataset and track, what
+    reports/<ds>/claims.md says (the first bold word of each cell); a re-run that changes a
+    verdict fails here until the README is updated. Columns: Pokemon paper track, Pokemon
+    every-position track, emoji paper track, emoji every-position track."""
     committed = {}
     for ds in ("pokemon", "emoji"):
         path = ROOT / "reports" / ds / "claims.md"
         for line in path.read_text().splitlines():
-            if m := re.match(r"\| (C\d): [^|]*\| [^|]*\| \*\*([a-z ]+)\*\*", line):  # paper track
-                committed[ds, m.group(1)] = m.group(2)
+            if m := re.match(r"\| (C\d): [^|]*\| [^|]*\| \*\*([a-z ]+)\*\*[^|]*\| \*\*([a-z ]+)\*\*", line):
+                committed[ds, "last", m.group(1)], committed[ds, "every", m.group(1)] = m.group(2), m.group(3)
+            if m := re.match(r"C8 \(.*\): \*\*([a-z ]+)\*\*", line):
+                committed[ds, "both", "C8"] = m.group(1)
     readme = {}
     for line in (ROOT / "README.md").read_text().splitlines():
         if m := re.match(r"\| (C\d) ", line):
-            cells = line.strip().strip("|").split("|")
-            pokemon, emoji = _bold_verdicts(cells[2:4])
-            readme["pokemon", m.group(1)], readme["emoji", m.group(1)] = pokemon, emoji
-    assert len(committed) == 14, "reports/pokemon/claims.md or reports/emoji/claims.md lacks C1-C7"
+            cells = _bold_verdicts(line.strip().strip("|").split("|")[2:6])
+            if m.group(1) == "C8":
+                readme["pokemon", "both", "C8"], readme["emoji", "both", "C8"] = cells[1], cells[3]
+                continue
+            for (ds, track), word in zip([("pokemon", "last"), ("pokemon", "every"),
+                                          ("emoji", "last"), ("emoji", "every")], cells, strict=True):
+                readme[ds, track, m.group(1)] = word
+    assert len(committed) == 30, "reports/<ds>/claims.md lacks C1-C7 of a track, or C8"
     assert readme == committed
