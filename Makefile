@@ -1,6 +1,8 @@
 # One-command entry points. Nothing needs activating first: every recipe puts the
 # environment's bin/ on PATH itself (DVC stages call `papermill` by name).
-#   make repro   environment + data snapshots + `dvc repro report@pokemon` (default profile);
+#   make results environment + `dvc pull` of every result (checkpoints, tables, figures);
+#                no computing, offline: the in-repository store
+#   make repro   environment + data snapshots + `dvc repro report@pokemon tour@pokemon` (default profile);
 #                `make repro DATASET=name` for any dataset of params.yaml
 #   make emoji   the same for the second dataset: `make repro DATASET=emoji`
 #   make test    environment + data snapshots + the test suite
@@ -23,7 +25,7 @@ PYTEST_ARGS ?=
 SMOKE_DIR ?=
 DATASET ?= pokemon
 
-.PHONY: env data repro emoji paper test test-cuda lint smoke
+.PHONY: env data results repro emoji paper test test-cuda lint smoke
 
 env: $(STAMP)
 
@@ -36,14 +38,25 @@ $(STAMP): pyproject.toml
 data: env
 	$(BIN)/dvc pull -q data.dvc
 
+# Every output of dvc.lock from the in-repository store, then where to look.
+results: env
+	$(BIN)/dvc pull -q
+	@$(BIN)/dvc status -q || { echo "make results: dvc status is not clean after the pull" >&2; exit 1; }
+	@echo "Every result is here (nothing was recomputed):"
+	@echo "  verdicts and Table 1   reports/pokemon/claims.md, reports/pokemon/table1.md (and reports/emoji/)"
+	@echo "  completions            reports/pokemon/completions.md, reports/pokemon/figures/figure1_generation.png"
+	@echo "  figures                reports/pokemon/figures/ (Figure 2: figure2_training.png)"
+	@echo "  executed notebooks     reports/notebooks/ (the tour: reports/notebooks/tour/pokemon.ipynb)"
+	@echo "  a tour in JupyterLab   $(BIN)/jupyter lab notebooks/00_tour.ipynb"
+
 repro: data
 	$(BIN)/python -m pxby_lib.config validate params.yaml
-	$(BIN)/dvc repro report@$(DATASET)
+	$(BIN)/dvc repro report@$(DATASET) tour@$(DATASET)
 
 emoji:
 	$(MAKE) repro DATASET=emoji
 
-# The paper's schedule (spec section 9, profiles/paper.yaml) as a DVC experiment; GPU recommended.
+# The paper's schedule (profiles/paper.yaml: 200 epochs, seq_len 256) as a DVC experiment; GPU recommended.
 paper: data
 	$(BIN)/python -m pxby_lib.config validate params.yaml --profile profiles/paper.yaml
 	$(BIN)/dvc exp run $$($(BIN)/python -m pxby_lib.config set-flags profiles/paper.yaml) report@pokemon

@@ -10,7 +10,7 @@ It holds only tensors, numbers, strings, lists and dicts:
     optimizer     optimizer.state_dict()       (resume)
     rng           {"torch": ByteTensor, "shuffle": ByteTensor}   (resume)
     epoch         last completed epoch
-    train_config  TrainConfig as a dict
+    settings      {"train": TrainConfig as a dict, "seed": k, "objective": 'every' if not 'last'}
     history       the evaluation log rows so far (list of dicts)
     best_test_loss, best_epoch
 """
@@ -44,14 +44,15 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"checkpoint {path} does not exist: train the model first (dvc repro train@NAME)"
+            f"checkpoint {path} does not exist: `dvc pull {path}` restores a committed one "
+            "(`dvc repro train@<dataset>-<row>` trains it)"
         )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated file, foreign pickle with code objects, ...
         raise ValueError(
-            f"checkpoint {path} cannot be read safely ({type(exc).__name__}: {exc}); "
-            "delete it and retrain"
+            f"checkpoint {path} cannot be read safely ({type(exc).__name__}: {exc}): it is "
+            "truncated or not a checkpoint this code wrote (`dvc checkout` restores a committed one)"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"checkpoint {path} is not a {FORMAT} file")
@@ -78,7 +79,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     from .models import build_model
 
     payload = read_checkpoint(path, map_location=device)
-    model = build_model(payload["model_config"])
+    # a transformer_causal has positions for its training length (the others ignore it)
+    model = build_model(payload["model_config"], context=payload["settings"]["train"]["seq_len"])
     load_state_into(model, payload, source=str(path))
     model.to(device).eval()
     meta = {k: v for k, v in payload.items() if k not in ("model_state", "optimizer", "rng")}

@@ -221,7 +221,23 @@ class ReportConfig:
     """`report`: what the paper's figures show."""
 
     reference: str = param("rnn_bi_pxby_conv_d81_s64_l2", "the name of a `models` row "
-                           "(the paper's reference model; Figure 1 shows its sample)", bool)
+                           "(the paper's reference model; the interleaved Figure 1 shows its sample)", bool)
+
+
+@dataclass(frozen=True)
+class CompleteConfig:
+    """`complete`: completions of test sprites by the best row of each track (issue 21):
+    prompt = the shape and the top third of the sprite, the model writes the rest and the
+    caption (pxby_lib.complete)."""
+
+    temperature: float = param(1.0, "a positive number: the sampled completions' temperature "
+                               "(1 = the model's own distribution; greedy ones are made too)",
+                               _pos)
+    sample_seed: int = param(0, "an integer >= 0: item k of run seed s samples with the "
+                             "generator seeded sample_seed + 1000 s + k", _nonneg)
+    max_items: int = param(0, "an integer >= 0: the first N test items of each seed only "
+                           "(0 = every test item)", _nonneg)
+    gallery: int = param(6, "a positive integer: test items in the report's gallery", _pos)
 
 
 OBJECTIVES = ("last", "every")
@@ -265,7 +281,8 @@ class RunConfig:
 
 SECTIONS: dict[str, type] = {"train": TrainConfig, "evaluate": EvaluateConfig,
                              "baselines": BaselinesConfig, "claims": ClaimsConfig,
-                             "compute": ComputeConfig, "report": ReportConfig}
+                             "compute": ComputeConfig, "report": ReportConfig,
+                             "complete": CompleteConfig}
 
 
 @dataclass(frozen=True)
@@ -280,6 +297,7 @@ class Config:
     claims: ClaimsConfig
     compute: ComputeConfig
     report: ReportConfig
+    complete: CompleteConfig
 
     def rows_of(self, dataset: str) -> list[RowConfig]:
         """The rows trained on `dataset` (its `runs`), in `models` order."""
@@ -499,8 +517,13 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "train": ("datasets.{dataset}.test_fraction", "seeds", "models.{row}", "train", "compute"),
     "evaluate": ("datasets.{dataset}.test_fraction", "seeds", "models.{row}", "train.seq_len",
                  "evaluate", "compute.device"),
+    # the best row of each track (held-out next-token NLL) and count_window complete sprites
+    "complete": ("datasets.{dataset}.test_fraction", "seeds", "models", "runs", "train.seq_len",
+                 "baselines.alpha", "claims.min_seeds", "complete", "compute.device"),
     "report": ("datasets.{dataset}", "seeds", "models", "runs", "train", "evaluate",
-               "baselines.names", "claims", "report"),
+               "baselines.names", "claims", "report", "complete"),
+    # the tour notebook: one test item, the picked checkpoints' completions, the verdicts
+    "tour": ("datasets.{dataset}.test_fraction", "complete.temperature"),
 }
 # Read by any stage without being declared: how many worker processes run a stage's seeds
 # at once, which changes no byte of its outputs (each job's thread count does: the train

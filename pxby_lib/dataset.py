@@ -117,20 +117,15 @@ class WindowSamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.index_table)
 
-    def batch(self, indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, seq_len, 3, 3) int64, y (B,) int64 in one gather: the training hot path."""
+    def batch(self, indices: Sequence[int] | np.ndarray, every: bool = False
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, seq_len, 3, 3) int64 and its targets in one gather (the training hot path):
+        y (B,) the centre after the last window, or with every=True (B, seq_len) the centre
+        of the next window after EACH position (the last column is every=False's y)."""
         rows = self.windows[self.index_table[np.asarray(indices, dtype=np.int64)]]  # (B, seq_len+1, 3, 3)
         x = torch.from_numpy(rows[:, : self.seq_len]).long()
-        y = torch.from_numpy(rows[:, self.seq_len, 1, 1]).long()
-        return x, y
-
-    def batch_every(self, indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, seq_len, 3, 3) as `batch`, and the targets of EVERY position (B, seq_len):
-        the centre of the next window after each (the last of them is `batch`'s y)."""
-        rows = self.windows[self.index_table[np.asarray(indices, dtype=np.int64)]]  # (B, seq_len+1, 3, 3)
-        x = torch.from_numpy(rows[:, : self.seq_len]).long()
-        y = torch.from_numpy(rows[:, 1:, 1, 1]).long()
-        return x, y
+        y = rows[:, 1:, 1, 1] if every else rows[:, self.seq_len, 1, 1]  # (B, seq_len) or (B,)
+        return x, torch.from_numpy(y).long()
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not -len(self) <= i < len(self):

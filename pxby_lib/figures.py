@@ -85,25 +85,30 @@ def _font(size: int = 14):
     return ImageFont.load_default(size=size)
 
 
-def gallery(original: Image.Image, samples: Sequence[tuple[str, Image.Image]], path: Path,
-            title: str, columns: int = 4) -> Path:
-    """The original once, then every row's generated sample, each under its label, in a
-    grid of equal cells (as wide as the widest picture or label); every picture pasted at its own pixels (no resampling: all were
-    drawn at one scale)."""
-    tiles = [("original", original), *samples]
+def tile_sheet(tiles: Sequence[tuple[str, Image.Image]], columns: int = 4, title: str = "") -> Image.Image:
+    """Labelled pictures in a grid of equal cells (as wide as the widest picture or label),
+    each pasted at its own pixels (no resampling: all were drawn at one scale)."""
     font, pad, label_h = _font(16), 12, 24
     cell_w = max(max(im.width, math.ceil(font.getlength(label))) for label, im in tiles) + pad
     cell_h = max(im.height for _, im in tiles) + label_h + pad
     rows = -(-len(tiles) // columns)
-    title_h = 40
+    title_h = 40 if title else pad
     sheet = Image.new("RGB", (columns * cell_w + pad, title_h + rows * cell_h + pad), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((pad, pad), title, fill="black", font=_font(18))
+    if title:
+        draw.text((pad, pad), title, fill="black", font=_font(18))
     for k, (label, im) in enumerate(tiles):
         x = pad + (k % columns) * cell_w
         y = title_h + (k // columns) * cell_h
         draw.text((x, y), label, fill="black", font=font)
         sheet.paste(im, (x, y + label_h))
+    return sheet
+
+
+def gallery(original: Image.Image, samples: Sequence[tuple[str, Image.Image]], path: Path,
+            title: str, columns: int = 4) -> Path:
+    """The original once, then every row's generated sample, each under its label."""
+    sheet = tile_sheet([("original", original), *samples], columns, title)
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")
     return path

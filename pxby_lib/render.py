@@ -87,6 +87,7 @@ def render_item(
     scale: int = 8,
     title: str | None = None,
     generated: Sequence[bool] | np.ndarray | None = None,
+    prompt_rows: int | None = None,
 ) -> Image.Image:
     """Sprite (nearest-upscaled by `scale`) with an optional title above and the caption below.
 
@@ -94,6 +95,8 @@ def render_item(
     part is drawn as a placeholder box; non-colour cells of the image are white.
     `generated` (L,) marks the tokens a model generated (with centre ids or windows):
     their pixels get a frame, their caption characters colour and an underline.
+    `prompt_rows` (a completion: everything below them generated) draws a line under the
+    sprite's first prompt_rows rows instead, and leaves the pixels unframed.
     """
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
@@ -133,7 +136,12 @@ def render_item(
     if title:
         draw.text((MARGIN, y), _printable(title), fill=INK, font=font)
         y += title_h
-    canvas.paste(sprite, ((width - sprite.width) // 2, y))
+    left = (width - sprite.width) // 2
+    canvas.paste(sprite, (left, y))
+    if prompt_rows is not None:
+        line_y = y + prompt_rows * scale
+        draw.line([left - MARGIN // 2, line_y, left + sprite.width + MARGIN // 2, line_y],
+                  fill=GENERATED, width=2)
     y += sprite.height + MARGIN
     for offset, line in lines:
         x = MARGIN

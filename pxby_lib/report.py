@@ -4,9 +4,10 @@ Inputs are tracked outputs of the other stages (`runs` says where they lie): eve
 evaluation summary, per-chunk tables and generated sample, its training log, the timing
 records of the train and evaluate stages, the baselines' summaries, the dataset; and the
 package's own copy of the paper's Table 1 (`paper_table1.csv`). It loads no model and
-generates nothing: Figure 1 and the gallery draw the samples the evaluate stages wrote.
+generates nothing: the figures draw what the evaluate and complete stages wrote.
 `write_report` writes, into reports/<ds>/: table1.{md,csv,tex}, claims.{md,csv},
-compute.md, curves.csv and figures/.
+completions.md, compute.md, curves.csv and figures/ (Figure 1: completions of a test
+sprite; one gallery of completions per track; the paper's interleaved Figure 1; Figure 2).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 from pxby_lib import runs
 from pxby_lib.atomic import write_text
 from pxby_lib.claims import claims_markdown, evaluate_claims
+from pxby_lib.completion_report import completion_figures, completions_markdown
 from pxby_lib.config import StageConfig
 from pxby_lib.figures import FAMILY_OF
 from pxby_lib.stats import Interval, item_bootstrap, seed_interval
@@ -299,7 +301,8 @@ def write_report(root: Path, cfg: StageConfig) -> dict[str, Path]:
     runs_ = collect_runs(root, ds, {**model_rows, **baseline_rows})
     if runs_.empty:
         raise FileNotFoundError(f"no evaluated runs under {root / 'eval' / ds}: run the pipeline")
-    parameters = {r.name: count_parameters(build_model(r.model)) for r in cfg.rows}
+    parameters = {r.name: count_parameters(build_model(r.model, context=cfg.train.seq_len))
+                  for r in cfg.rows}
     written: dict[str, Path] = {}
     frame, md = table1(root, cfg, runs_, parameters)
     write_text(out_dir / "table1.csv", frame.to_csv(index=False, float_format="%.4f"))
@@ -334,8 +337,11 @@ def write_report(root: Path, cfg: StageConfig) -> dict[str, Path]:
                 .rename(columns={"one_step_loss": "test_loss", "one_step_acc": "test_accuracy"})
                 .reset_index())
     written["figure2_training"] = figure2(histories, family_rows, one_step, figures / "figure2_training.png")
-    written["figure1_generation"] = _figure1(root, cfg, ran, figures / "figure1_generation.png")
+    written["figure1_interleaved"] = _figure1(root, cfg, ran, figures / "figure1_interleaved.png")
     written["gallery"] = _gallery(root, cfg, ran, figures / "gallery.png")
+    written["completions"] = out_dir / "completions.md"
+    write_text(written["completions"], completions_markdown(root, ds, cfg.claims.confidence, short_name))
+    written.update(completion_figures(root, ds, cfg.complete.gallery, short_name, figures))
     runs.write_timing(runs.timing_path(root, ds, "report"), runs.files_under(out_dir),
                       {"stage_seconds": time.perf_counter() - t0})
     return written
@@ -353,7 +359,8 @@ def _one_row_per_family(cfg: StageConfig, runs_: pd.DataFrame) -> dict[str, str]
 
 
 def _figure1(root: Path, cfg: StageConfig, rows: list[str], path: Path) -> Path:
-    """Figure 1: the sample the evaluate stage wrote for the reference row (its first seed's
+    """The paper's Figure 1 protocol (this project's Figure 1 is a completion,
+    `complete.completion_figures`): the sample the evaluate stage wrote for the reference row (its first seed's
     first test item; the first row run on the dataset if the reference is not), 8
     generated tokens alternating with 32 true ones after the prompt, generated marked."""
     from pxby_lib.atomic import atomic_path

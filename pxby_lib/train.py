@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 from pxby_lib import runs
 from pxby_lib.atomic import atomic_path
 from pxby_lib.checkpoint import load_state_into, read_checkpoint, save_checkpoint
-from pxby_lib.config import ModelConfig, StageConfig, TrainConfig
+from pxby_lib.config import OBJECTIVES, ModelConfig, StageConfig, TrainConfig
 from pxby_lib.onestep import evaluate_samples
 from pxby_lib.runtime import progress_mode, resolve_device, say
 
@@ -104,7 +104,7 @@ def stop_reason(history: list[dict], best_epoch: int, cfg: TrainConfig) -> str |
 def _loss(model: nn.Module, samples, indices: np.ndarray, objective: str, dev) -> tuple[torch.Tensor, int]:
     """The training loss of one batch and its number of samples."""
     if objective == "every":
-        x, y = samples.batch_every(indices)
+        x, y = samples.batch(indices, every=True)
         x, y = x.to(dev), y.to(dev)  # (B, L, 3, 3), (B, L)
         logits = model.forward_all(x)  # (B, L, V)
         return F.cross_entropy(logits.flatten(0, 1), y.flatten()), len(y)
@@ -139,9 +139,9 @@ def train(model: nn.Module, train_samples, test_samples, cfg: TrainConfig, out_d
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     shuffle = torch.Generator().manual_seed(seed)  # shuffling and eval slices
     torch.manual_seed(seed + 1)  # dropout (Transformer); kept apart from init
-    if objective not in ("last", "every"):
-        raise ValueError(f"objective {objective!r}: 'last' or 'every'")
-    if objective == "every" and not getattr(model, "causal", False):
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective {objective!r}: one of {OBJECTIVES}")
+    if objective == "every" and not model.causal:
         raise ValueError(f"objective 'every' needs a causal model; {model.config.family} "
                          f"(bidirectional={model.config.bidirectional}) sees its targets")
     settings = {"train": asdict(cfg), "seed": seed}
@@ -268,7 +268,7 @@ def train_job(root: str, ds: str, row: str, model: dict, schedule: dict, seed: i
     train_samples = WindowSamples(dataset.items(train_ids), cfg.seq_len, cfg.sample_stride)
     test_samples = WindowSamples(dataset.items(test_ids), cfg.seq_len, cfg.sample_stride)
     torch.manual_seed(seed)  # weight initialisation
-    net = build_model(ModelConfig(**model))
+    net = build_model(ModelConfig(**model), context=cfg.seq_len)
     out = runs.model_dir(root_path, ds, row, seed)
     result = train(net, train_samples, test_samples, cfg, out, seed=seed, device=device,
                          resume_dir=runs.resume_dir(root_path, ds, row, seed), label=f"{row} s{seed}",

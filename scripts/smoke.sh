@@ -37,13 +37,15 @@ start=$(date +%s)
 PXBY_PROGRESS=0 dvc repro --quiet
 echo "smoke: dvc repro took $(( $(date +%s) - start )) s in $dir"
 for ds in pokemon emoji smoke_folder; do
-  for f in table1.md table1.csv table1.tex claims.md claims.csv compute.md curves.csv \
-           figures/figure1_generation.png figures/figure2_training.png figures/gallery.png; do
+  for f in table1.md table1.csv table1.tex claims.md claims.csv compute.md curves.csv completions.md \
+           figures/figure1_generation.png figures/figure1_interleaved.png figures/figure2_training.png \
+           figures/gallery.png figures/completions_paper.png figures/completions_baseline.png; do
     [ -s "reports/$ds/$f" ] || { echo "smoke: missing output reports/$ds/$f" >&2; exit 1; }
   done
-  for stage in prepare baselines report; do
+  for stage in prepare baselines complete report; do
     [ -s "timings/$ds/$stage.json" ] || { echo "smoke: no timing record timings/$ds/$stage.json" >&2; exit 1; }
   done
+  [ -s "reports/notebooks/tour/$ds.ipynb" ] || { echo "smoke: the tour did not run on $ds" >&2; exit 1; }
 done
 [ "$(ls metrics/pokemon/*.json | wc -l)" -eq "$(python -c 'import yaml; print(sum(r["dataset"] == "pokemon" for r in yaml.safe_load(open("params.yaml"))["runs"].values()))')" ] \
   || { echo "smoke: not every Pokemon run has metrics" >&2; exit 1; }
@@ -73,13 +75,14 @@ echo "$second" | grep -q "up to date" || { echo "smoke: second dvc repro was not
 dvc metrics show > /dev/null
 # Each stage depends on exactly what it reads: an edit of the trainer makes the train
 # stages stale and nothing else (evaluate and report follow once the models change), an
-# edit of the evaluation code the evaluate and baselines stages only.
+# edit of the evaluation code the evaluate, baselines and complete stages (and the tour,
+# which completes a sprite) only.
 stale_after() {  # the stage names `dvc status` lists after appending a comment to $1
   cp "$1" "$1.orig" && echo "# an edit" >> "$1"
   dvc status 2>/dev/null | grep -E '^[a-z_]+(@[A-Za-z0-9_-]+)?:$' | tr -d ':' | sed 's/@.*//' | sort -u | tr '\n' ' '
   mv "$1.orig" "$1"
 }
-for check in "pxby_lib/train.py:train " "pxby_lib/scoring.py:baselines evaluate " "pxby_lib/report.py:report "; do
+for check in "pxby_lib/train.py:train " "pxby_lib/scoring.py:baselines complete evaluate tour " "pxby_lib/complete.py:complete report tour " "pxby_lib/report.py:report "; do
   file=${check%%:*} expected=${check#*:}
   got=$(stale_after "$file")
   [ "$got" = "$expected" ] || { echo "smoke: editing $file made stale: '$got' (expected '$expected')" >&2; exit 1; }

@@ -3,7 +3,7 @@
     python scripts/stage_timings.py [timings] [--params params.yaml]
 
 Every stage writes a timing record as one of its outputs (`pxby_lib.runs.write_timing`):
-timings/<dataset>/<stage>.json (prepare, baselines, report) or
+timings/<dataset>/<stage>.json (prepare, baselines, complete, report; the tour writes none) or
 timings/<dataset>/<stage>/<row>.json (train, evaluate), with the stage's wall seconds and
 each run's (the stage's own work inside its notebook: starting the notebook's kernel
 adds about 10 s per stage, not counted). They are in git, so this works on a fresh clone after `dvc pull`. A record is
@@ -26,7 +26,7 @@ args = parser.parse_args()
 from pxby_lib.config import load_config  # noqa: E402  (after argparse: --help stays fast)
 
 config = load_config(args.params)
-defined = {f"{k}@{d}" for d in config.datasets for k in ("prepare", "baselines", "report")}
+defined = {f"{k}@{d}" for d in config.datasets for k in ("prepare", "baselines", "complete", "report")}
 defined |= {f"{k}@{r}" for r in config.runs for k in ("train", "evaluate")}
 records = sorted(args.root.glob("*/*.json")) + sorted(args.root.glob("*/*/*.json"))
 if not records:

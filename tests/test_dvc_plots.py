@@ -76,3 +76,45 @@ def test_plots_show_renders_self_contained_page(tmp_path: Path):
     assert "/*! vega-embed@" in html, "page was not built from the vendored template"
     assert not re.search(r"<script[^>]*\bsrc\s*=", html, re.IGNORECASE), "external script"
     assert "cdn.jsdelivr.net" not in html
+
+
+def test_plots_show_draws_the_four_curve_charts_of_both_datasets():
+    """`dvc plots show` on the committed reports: exactly the charts dvc.yaml declares, a
+    test loss and a test accuracy chart per dataset, each with every run's points and a
+    colour for every model family (no chart drawn against a row index, nothing uncoloured)."""
+    import json
+
+    import pandas as pd
+
+    charts = json.loads(_dvc("plots", "show", "--json", cwd=ROOT))["data"]
+    expected = {f"Test {score} per logged epoch, every run ({ds})"
+                for score in ("loss", "accuracy (%)") for ds in ("Pokemon", "emoji")}
+    assert set(charts) == expected
+    for title, [chart] in charts.items():
+        spec = chart["content"]
+        points = spec["data"]["values"]
+        source = {p["filename"] for p in points}
+        assert len(source) == 1 and source <= {"reports/pokemon/curves.csv", "reports/emoji/curves.csv"}
+        curves = pd.read_csv(ROOT / source.pop())
+        assert len(points) == len(curves), title
+        assert spec["encoding"]["x"]["field"] == "epoch"
+        domain = spec["encoding"]["color"]["scale"]["domain"]
+        assert set(curves["family"]) <= set(domain), (title, set(curves["family"]) - set(domain))
+
+
+def test_the_documented_exp_show_recipe_is_as_wide_as_it_says():
+    """docs/pipeline.md gives a `dvc exp show` command and its width in columns: run it
+    (wide terminal) and compare, so the recipe cannot silently grow (it once printed 285
+    columns where the README said 161)."""
+    import shlex
+
+    doc = (ROOT / "docs" / "pipeline.md").read_text()
+    command = re.search(r"`(dvc exp show [^`]+)`", doc).group(1)
+    stated = int(re.search(r"\((\d+)\s+columns", doc[doc.index(command):]).group(1))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "COLUMNS": "1000"}
+    done = subprocess.run([str(DVC), *shlex.split(command)[1:], "--no-pager"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [line.rstrip() for line in done.stdout.splitlines() if line.strip()]
+    assert "Experiment" in lines[1] and "train.max_epochs" in lines[1]
+    assert max(len(line) for line in lines) == stated

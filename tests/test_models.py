@@ -152,8 +152,19 @@ def test_causal_transformer_is_causal_and_order_aware():
     assert not torch.allclose(model.encode(x)[:, 6:], model.encode(later)[:, 6:])
     permuted = torch.cat([x[:, :-1].flip(1), x[:, -1:]], dim=1)
     assert not torch.allclose(model(x), model(permuted), atol=1e-4)
-    with pytest.raises(ValueError, match="max_len"):
-        model(windows(1, 513))
+    with pytest.raises(ValueError, match="context"):
+        model.forward_all(windows(1, 513))
+
+
+def test_causal_transformer_reads_the_last_context_windows():
+    """Past its training length the model reads a sliding context (nanoGPT's crop): the
+    last `context` windows, at the positions it was trained on."""
+    torch.manual_seed(0)
+    model = build_model(dict(family="transformer_causal", d_model=20, depth=1), context=8).eval()
+    assert model.position.num_embeddings == 8
+    x = windows(2, 13)
+    torch.testing.assert_close(model(x), model(x[:, -8:]))
+    torch.testing.assert_close(model(x[:, -8:]), model.forward_all(x[:, -8:])[:, -1])
 
 
 # ---- SSM --------------------------------------------------------------------------------

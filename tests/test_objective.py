@@ -80,7 +80,7 @@ def test_every_position_targets_are_the_next_centres():
     samples = WindowSamples(items, seq_len=16, stride=8)
     idx = np.arange(len(samples))
     x, y_last = samples.batch(idx)
-    x_all, y_all = samples.batch_every(idx)
+    x_all, y_all = samples.batch(idx, every=True)
     assert torch.equal(x, x_all) and y_all.shape == (len(idx), 16)
     assert torch.equal(y_all[:, -1], y_last)  # the paper's target is the last of them
     assert torch.equal(y_all[:, :-1], x[:, 1:, 1, 1])  # each position: the next centre

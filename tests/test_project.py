@@ -307,3 +307,28 @@ def test_readme_quotes_the_committed_verdicts():
                 readme[ds, track, m.group(1)] = word
     assert len(committed) == 30, "reports/<ds>/claims.md lacks C1-C7 of a track, or C8"
     assert readme == committed
+
+
+def test_the_readme_and_docs_quote_the_report_tables_verbatim():
+    """The README's verdict table and docs/results.md's Table 1 of each dataset are what
+    scripts/results_tables.py prints from the committed reports: a re-run that changes a
+    number fails here until the docs are regenerated."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "scripts" / "results_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    assert tables.verdicts() in (ROOT / "README.md").read_text()
+    results = (ROOT / "docs" / "results.md").read_text()
+    for ds in ("pokemon", "emoji"):
+        assert tables.table1(ds) in results, f"docs/results.md: Table 1 of {ds} is not the report's"
+
+
+def test_readme_is_a_front_page_that_cites_nothing_a_reader_lacks():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        assert not re.search(r"\bspec(ification)? section", doc.read_text(), re.I), doc.name
+    for link in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme):
+        if not link.startswith("http"):
+            assert (ROOT / link).exists(), f"README links to {link}, which does not exist"

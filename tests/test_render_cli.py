@@ -107,14 +107,19 @@ def test_render_comparison_puts_both_side_by_side():
 # ------------------------------------------------------------------------------ CLI
 
 
+def save_tiny(path, seed=0, **config):
+    """A real checkpoint of the tiny test model (untrained), written by checkpoint.save_checkpoint
+    with what training writes: model_config, model_state, settings {train, seed}, epoch."""
+    torch.manual_seed(seed)
+    model = build_model({"family": "rnn", "d_model": 18, "d_state": 8, "depth": 1, **config})
+    save_checkpoint({"model_config": model.config.to_dict(), "model_state": model.state_dict(),
+                     "settings": {"train": {"seq_len": 64}, "seed": seed}, "epoch": 1}, path)
+    return path
+
+
 @pytest.fixture
 def checkpoint(tmp_path):
-    """A real checkpoint of the tiny test model (untrained), written by checkpoint.save_checkpoint."""
-    torch.manual_seed(0)
-    model = build_model({"family": "rnn", "d_model": 18, "d_state": 8, "depth": 1})
-    path = tmp_path / "tiny.pt"
-    save_checkpoint({"model_config": model.config.to_dict(), "model_state": model.state_dict()}, path)
-    return path
+    return save_tiny(tmp_path / "tiny.pt")
 
 
 def write_dataset(folder, items):
@@ -162,7 +167,7 @@ def test_cli_caption_and_sprite_prompts(checkpoint, tmp_path, capsys):
 def test_cli_errors_are_clear(checkpoint, tmp_path, capsys):
     assert cli.main(["--checkpoint", str(tmp_path / "nope.pt"), "--caption", "x"]) == 2
     err = capsys.readouterr().err
-    assert "nope.pt not found" in err and "train a model first" in err
+    assert "--checkpoint " in err and "nope.pt does not exist" in err and "dvc pull" in err
     write_dataset(tmp_path / "ds", [make_item(0)[1]])
     assert cli.main(["--checkpoint", str(checkpoint), "--item", "5",
                      "--dataset", str(tmp_path / "ds")]) == 2
@@ -177,4 +182,5 @@ def test_python_dash_m_entry_point(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pxby_lib.cli", "--checkpoint",
                            str(tmp_path / "missing.pt"), "--caption", "hello"],
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "missing.pt not found" in done.stderr
+    assert done.returncode == 2 and "missing.pt does not exist" in done.stderr
+    assert done.stderr.startswith("pxby-generate: ") and done.stderr.count("\n") == 1

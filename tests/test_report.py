@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pxby_lib import baselines, report, scoring
+from pxby_lib import baselines, complete, report, scoring
 from pxby_lib.config import stage_config
 from pxby_lib.prepare import prepare_dataset
 from pxby_lib.runs import dataset_dir, report_dir, timing_path
@@ -31,6 +31,7 @@ def pipeline(tmp_path_factory, raw_data) -> Path:
         train_row(root, stage_config("train", PARAMS, PROFILE, dataset="pokemon", row=row.name))
         scoring.evaluate_row(root, stage_config("evaluate", PARAMS, PROFILE, dataset="pokemon",
                                                 row=row.name))
+    complete.complete_dataset(root, stage_config("complete", PARAMS, PROFILE, dataset="pokemon"))
     return root
 
 
@@ -41,8 +42,10 @@ def test_report_writes_every_artifact_from_the_runs(pipeline, tmp_path):
     out = report_dir(pipeline, "pokemon")
     assert written["table1"] == out / "table1.md"
     for name in ("table1.md", "table1.csv", "table1.tex", "claims.md", "claims.csv", "compute.md",
-                 "curves.csv", "figures/figure1_generation.png", "figures/figure2_training.png",
-                 "figures/gallery.png"):
+                 "curves.csv", "completions.md", "figures/figure1_generation.png",
+                 "figures/figure1_interleaved.png", "figures/figure2_training.png",
+                 "figures/gallery.png", "figures/completions_paper.png",
+                 "figures/completions_every.png", "figures/completions_baseline.png"):
         assert (out / name).stat().st_size > 0, name
     table = pd.read_csv(out / "table1.csv")
     rows = [r.name for r in cfg.rows]
@@ -75,6 +78,12 @@ def test_report_writes_every_artifact_from_the_runs(pipeline, tmp_path):
     assert (train_seconds.loc[rows] > 0).all()  # read from the train stages' timing records
     with Image.open(out / "figures" / "gallery.png") as im:
         assert im.width > 600 and im.height > 200  # the original and 5 samples
+    completions = (out / "completions.md").read_text()
+    for track in ("paper", "every", "baseline"):  # each track's picked row, both modes
+        assert f"| {track} |" in completions
+    assert completions.count("| greedy |") == 3 and completions.count("| sampled |") == 3
+    with Image.open(out / "figures" / "figure1_generation.png") as im:
+        assert im.width > 6 * 150  # the truth and six completions side by side
 
 
 @pytest.mark.slow
@@ -90,7 +99,8 @@ def test_the_report_reads_tables_and_samples_not_checkpoints(pipeline, tmp_path)
         checkpoint.unlink()
     written = report.write_report(copy, cfg)
     reference = report.write_report(pipeline, cfg)
-    for name in ("figure1_generation", "gallery", "table1"):
+    for name in ("figure1_generation", "figure1_interleaved", "gallery", "completions_every",
+                 "completions", "table1"):
         assert written[name].read_bytes() == reference[name].read_bytes(), name
 
 

@@ -137,7 +137,7 @@ def test_checkpoints_are_safe_and_checked(tmp_path, samples):
     torch.save({"format": "pxby-checkpoint/1", "x": ValueError("not a tensor")}, evil)
     with pytest.raises(ValueError, match="cannot be read safely"):
         read_checkpoint(evil)
-    with pytest.raises(FileNotFoundError, match="train the model first"):
+    with pytest.raises(FileNotFoundError, match="dvc pull"):
         read_checkpoint(tmp_path / "missing.pt")
 
 

@@ -22,12 +22,15 @@ from .ssm import MambaBlock, SSMModel
 from .transformer import CausalTransformerModel, TransformerModel
 
 
-def build_model(cfg: ModelConfig | dict[str, Any]) -> nn.Module:
-    """A freshly initialised model for cfg (a ModelConfig or a dict for from_dict)."""
+def build_model(cfg: ModelConfig | dict[str, Any], context: int = 512) -> nn.Module:
+    """A freshly initialised model for cfg (a ModelConfig or a dict for from_dict).
+    context: the positions of a `transformer_causal` (pass the training seq_len; the
+    other families have no positions and ignore it)."""
     if not isinstance(cfg, ModelConfig):
         cfg = ModelConfig.from_dict(cfg)
-    builders = {"rnn": RNNModel, "transformer": TransformerModel,
-                "transformer_causal": CausalTransformerModel, "ssm": SSMModel}
+    if cfg.family == "transformer_causal":
+        return CausalTransformerModel(cfg, context)
+    builders = {"rnn": RNNModel, "transformer": TransformerModel, "ssm": SSMModel}
     return builders[cfg.family](cfg)
 
 

@@ -7,7 +7,10 @@ Without positions or a mask the encoder is permutation-equivariant, so the outpu
 last position ignores the order of the other positions (spec section 14, flaw 5).
 
 'transformer_causal' (this project's improvement, clearly not the paper's model): the
-same layers plus a causal mask and a learned positional embedding of `max_len` positions.
+same layers plus a causal mask and a learned positional embedding of `context` positions,
+the training sequence length (`train.seq_len`): positions past it would never be trained.
+Longer inputs are read as nanoGPT's generate reads them: the last `context` windows only
+(a sliding context), so generation runs past the training length on trained positions.
 """
 
 from __future__ import annotations
@@ -60,23 +63,27 @@ class TransformerModel(NextTokenModel):
 
 
 class CausalTransformerModel(TransformerModel):
-    """NOT the paper's model: causal mask + learned positions (inputs up to max_len long)."""
+    """NOT the paper's model: causal mask + learned positions of the last `context` windows."""
 
     causal = True
 
-    def __init__(self, config: ModelConfig, max_len: int = 512):
+    def __init__(self, config: ModelConfig, context: int = 512):
         super().__init__(config)
-        self.max_len = max_len
-        self.position = nn.Embedding(max_len, transformer_width(config.d_model))
+        self.context = context
+        self.position = nn.Embedding(context, transformer_width(config.d_model))
 
     def encode(self, x: Tensor) -> Tensor:
         length = x.shape[1]
-        if length > self.max_len:
-            raise ValueError(f"transformer_causal: input length {length} exceeds max_len "
-                             f"{self.max_len}; feed at most the last {self.max_len} windows")
+        if length > self.context:
+            raise ValueError(f"transformer_causal: input length {length} exceeds its context "
+                             f"{self.context} (the training seq_len); feed at most the last "
+                             f"{self.context} windows (forward does)")
         e = self.embed(x) + self.position(torch.arange(length, device=x.device))  # (B, L, d)
         mask = nn.Transformer.generate_square_subsequent_mask(length, device=x.device)
         return self.encoder(e, mask=mask, is_causal=True)  # (B, L, d)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x[:, -self.context :])  # (B, vocab): the sliding context
 
 
 # ---- the incremental path: one appended window at a time ---------------------------------
