@@ -19,7 +19,7 @@ from pxby_lib.tokenizer import PART_END_ID, ROW_SEP_ID, encode_text
 
 MODES = ("greedy", "sampled")  # as complete.MODES
 SCORES = ("well_formed", "ended", "shape_right", "height_error", "pixel_acc", "caption_bleu")
-CAPTION_SHOWN = 240  # characters of a generated caption a picture shows
+CAPTION_SHOWN = 160  # characters of a caption a picture shows (true or generated)
 CUT = encode_text(" [...]")[0]
 
 
@@ -95,6 +95,14 @@ def _in_words(means: pd.Series) -> str:
             f"accuracy {means['pixel_acc']:.2f}, caption BLEU {means['caption_bleu']:.2f}")
 
 
+def _cut_caption(ids: np.ndarray) -> np.ndarray:
+    """An item's ids with a caption longer than CAPTION_SHOWN characters cut there (shown)."""
+    ends = np.flatnonzero(ids == PART_END_ID)
+    if len(ends) >= 2 and len(ids) - ends[1] > CAPTION_SHOWN:
+        return np.concatenate([ids[: ends[1] + 1 + CAPTION_SHOWN], CUT])
+    return ids
+
+
 def _completion_pictures(root: Path, ds: str, row: str, seed: int, item_ids: Sequence[int],
                          modes: Sequence[str] = MODES, scale: int = 6) -> dict[tuple[int, str], Any]:
     """Rendered completions {(item, mode): picture} of one run: a line under the prompt's
@@ -113,10 +121,7 @@ def _completion_pictures(root: Path, ds: str, row: str, seed: int, item_ids: Seq
         prompt = true[: run["prompt_len"][k]]
         prompt_rows = int((prompt == ROW_SEP_ID).sum())  # the shape part has no '\t'
         for mode in modes:
-            ids = np.concatenate([prompt, np.asarray(run[mode][k], dtype=np.int64)])
-            ends = np.flatnonzero(ids == PART_END_ID)
-            if len(ends) >= 2 and len(ids) - ends[1] > CAPTION_SHOWN:
-                ids = np.concatenate([ids[: ends[1] + 1 + CAPTION_SHOWN], CUT])
+            ids = _cut_caption(np.concatenate([prompt, np.asarray(run[mode][k], dtype=np.int64)]))
             pictures[(item, mode)] = render_item(ids, scale=scale, prompt_rows=prompt_rows)
     return pictures
 
@@ -135,7 +140,8 @@ def completion_figures(root: Path, ds: str, n_gallery: int, name, figures: Path)
     dataset = load_dataset(runs.dataset_dir(root, ds))
     first = json.loads((out / picks[0]['row'].replace("/", "-") / f"s{picks[0]['seeds'][0]}.json").read_text())
     items = first["items"][:n_gallery]
-    truth = {i: render_item(dataset.item(i)[:, 1, 1], scale=6) for i in items}
+    truth = {i: render_item(_cut_caption(dataset.item(i)[:, 1, 1].astype(np.int64)), scale=6)
+             for i in items}
     temperature = first["temperature"]
     written: dict[str, Path] = {}
     tiles = []  # one line per picked row: the truth, its greedy and its sampled completion

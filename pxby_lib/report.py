@@ -348,10 +348,13 @@ def write_report(root: Path, cfg: StageConfig) -> dict[str, Path]:
 
 
 def _one_row_per_family(cfg: StageConfig, runs_: pd.DataFrame) -> dict[str, str]:
-    """Figure 2's rows: per family, the row with the most seeds (the reference for the RNNs)."""
+    """Figure 2's rows: per family, the paper-track row with the most seeds (the reference
+    for the RNNs). Figure 2 is the paper's figure, of rows trained the paper's way; the
+    every-position rows' curves (the same one-step log) are in curves.csv and `dvc plots`."""
     chosen: dict[str, str] = {}
     counts = runs_.groupby("row")["seed"].nunique()
-    for r in sorted(cfg.rows, key=lambda r: (r.name != cfg.report.reference, -counts.get(r.name, 0))):
+    paper = [r for r in cfg.rows if r.objective == "last"]
+    for r in sorted(paper, key=lambda r: (r.name != cfg.report.reference, -counts.get(r.name, 0))):
         family = FAMILY_OF[r.model.family]
         if family not in chosen.values() and r.name in counts:
             chosen[r.name] = family
