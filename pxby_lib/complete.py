@@ -92,12 +92,12 @@ def complete_items(model: nn.Module, prompts: Sequence[np.ndarray], max_new: int
     model.eval()
     stepper = make_stepper(model, start, int(lengths.max()) + max_new)
     written: list[list[int]] = [[] for _ in prompts]
+    n_written = np.zeros(len(prompts), dtype=np.int64)  # (B,) len(written[b])
     ends_left = np.full(len(prompts), 2)  # part ends still to write: the sprite's, the caption's
     for step in range(int(lengths.max()) - shortest + max_new):
         position = shortest + step  # the position whose token is chosen now
         forced = position < lengths  # (B,) still inside its prompt: its true token
-        free = np.flatnonzero(~forced & (ends_left > 0)
-                              & (np.array([len(w) for w in written]) < max_new))
+        free = np.flatnonzero(~forced & (ends_left > 0) & (n_written < max_new))
         if not forced.any() and not len(free):
             break
         ids = np.zeros(len(prompts), dtype=np.int64)  # rows done: a 0, never recorded
@@ -106,6 +106,7 @@ def complete_items(model: nn.Module, prompts: Sequence[np.ndarray], max_new: int
             gens = [generators[b] for b in free] if temperature > 0 else None
             ids[free] = next_ids(stepper.logits()[free], temperature=temperature,
                                  generator=gens).numpy()
+        n_written[free] += 1
         for b in free:
             written[b].append(int(ids[b]))
             ends_left[b] -= int(ids[b] == PART_END_ID)
@@ -198,7 +199,7 @@ def complete_job(root: str, ds: str, row: str, seed: int, test_fraction: float,
     centres = [dataset.item(int(i))[:, 1, 1].astype(np.int64) for i in test_ids]
     lengths = [prompt_length(c) for c in centres]
     prompts = [c[:n] for c, n in zip(centres, lengths, strict=True)]
-    max_new = max(len(dataset.item(i)) for i in range(len(dataset)))  # the longest item
+    max_new = int(np.diff(dataset.offsets).max())  # the longest item's length
     generators = row_generators(cfg.sample_seed + 1000 * seed, len(prompts))
     written = {"greedy": complete_items(model, prompts, max_new, device=dev),
                "sampled": complete_items(model, prompts, max_new, temperature=cfg.temperature,

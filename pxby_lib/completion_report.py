@@ -103,26 +103,29 @@ def _cut_caption(ids: np.ndarray) -> np.ndarray:
     return ids
 
 
-def _completion_pictures(root: Path, ds: str, row: str, seed: int, item_ids: Sequence[int],
-                         modes: Sequence[str] = MODES, scale: int = 6) -> dict[tuple[int, str], Any]:
+def _completion_pictures(root: Path, ds: str, dataset, row: str, seed: int,
+                         item_ids: Sequence[int], limit: tuple[int, int],
+                         scale: int = 6) -> dict[tuple[int, str], Any]:
     """Rendered completions {(item, mode): picture} of one run: a line under the prompt's
-    rows, and a caption longer than CAPTION_SHOWN characters cut there (the scores read
-    the whole of it)."""
-    from pxby_lib.dataset import load_dataset
+    rows, a caption longer than CAPTION_SHOWN characters cut there (the scores read the
+    whole of it), and a runaway completion (an endless row, a tall sprite) shrunk to fit
+    `limit` (width, height), nearest-neighbour so its pixels stay sharp."""
+    from PIL import Image
+
     from pxby_lib.render import render_item
 
     run = json.loads((completions_dir(root, ds) / row.replace("/", "-") / f"s{seed}.json").read_text())
-    dataset = load_dataset(runs.dataset_dir(root, ds))
     pictures = {}
     for k, item in enumerate(run["items"]):
         if item not in item_ids:
             continue
-        true = dataset.item(item)[:, 1, 1].astype(np.int64)
-        prompt = true[: run["prompt_len"][k]]
+        prompt = dataset.item(item)[: run["prompt_len"][k], 1, 1].astype(np.int64)
         prompt_rows = int((prompt == ROW_SEP_ID).sum())  # the shape part has no '\t'
-        for mode in modes:
+        for mode in MODES:
             ids = _cut_caption(np.concatenate([prompt, np.asarray(run[mode][k], dtype=np.int64)]))
-            pictures[(item, mode)] = render_item(ids, scale=scale, prompt_rows=prompt_rows)
+            picture = render_item(ids, scale=scale, prompt_rows=prompt_rows)
+            picture.thumbnail(limit, resample=Image.Resampling.NEAREST)  # (no-op when it fits)
+            pictures[(item, mode)] = picture
     return pictures
 
 
@@ -143,10 +146,11 @@ def completion_figures(root: Path, ds: str, n_gallery: int, name, figures: Path)
     truth = {i: render_item(_cut_caption(dataset.item(i)[:, 1, 1].astype(np.int64)), scale=6)
              for i in items}
     temperature = first["temperature"]
+    limit = (2 * max(t.width for t in truth.values()), 2 * max(t.height for t in truth.values()))
     written: dict[str, Path] = {}
     tiles = []  # one line per picked row: the truth, its greedy and its sampled completion
     for p in picks:
-        pictures = _completion_pictures(root, ds, p['row'], p['seeds'][0], items[:1])
+        pictures = _completion_pictures(root, ds, dataset, p['row'], p['seeds'][0], items[:1], limit)
         tiles += [(f"test item {items[0]}", truth[items[0]]),
                   *((f"{p['track']}: {mode}", pictures[(items[0], mode)]) for mode in MODES)]
     scores = pd.read_csv(out / "scores.csv").groupby(["row", "mode"])[list(SCORES)].mean()
@@ -160,12 +164,13 @@ def completion_figures(root: Path, ds: str, n_gallery: int, name, figures: Path)
     with atomic_path(written["figure1_generation"]) as tmp:
         figure1.save(tmp, format="PNG")
     for p in picks:
-        pictures = _completion_pictures(root, ds, p['row'], p['seeds'][0], items)
+        pictures = _completion_pictures(root, ds, dataset, p['row'], p['seeds'][0], items, limit)
         tiles = [(f"item {i}: {label}", pic) for label, source in (("truth", None), *((m, m) for m in MODES))
                  for i in items for pic in [truth[i] if source is None else pictures[(i, source)]]]
         sheet = with_header(tile_sheet(tiles, columns=len(items)), [
             f"{p['track']}: {name(p['row'])}, seed {p['seeds'][0]}: {len(items)} test items; row 1 the truth, "
-            f"row 2 greedy, row 3 sampled at temperature {temperature:g} (the prompt above the line)"])
+            f"row 2 greedy, row 3 sampled at temperature {temperature:g} (the prompt above the line; a "
+            "completion over twice the truth's size is shrunk to it)"])
         key = f"completions_{p['track']}"
         written[key] = figures / f"{key}.png"
         with atomic_path(written[key]) as tmp:
